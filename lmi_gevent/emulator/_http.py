@@ -1,0 +1,158 @@
+"""A small HTTP/1.1 keep-alive reader and writer for the emulator's two servers.
+
+Why not pywsgi: a Runtime API long-poll must notice when its client goes away while idle,
+which needs the raw socket, and WSGI hides it; and a hand-rolled parser that does only what
+the Runtime API and the Invoke API need is several times cheaper per request than a WSGI
+environ, so the stand-in never becomes the bottleneck of a benchmark.
+
+Stdlib only: the functions take a buffered binary reader and a socket-like object with
+``sendall``, so they work with gevent sockets and plain ones alike.
+"""
+
+from __future__ import annotations
+
+import http
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterable, Protocol
+
+# An X-Ray error cause header may be close to 1 MiB (the official client drops it only at
+# 1 MiB), so a header line has to be allowed to be that long.
+MAX_LINE = 2 * 1024 * 1024
+MAX_HEADER_BYTES = 4 * 1024 * 1024
+# Bodies past this are not even drained: the connection is closed instead.
+MAX_BODY = 64 * 1024 * 1024
+
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
+
+
+class BadRequest(Exception):
+    """The bytes on the connection are not an HTTP/1.x request we can answer."""
+
+
+class _Sender(Protocol):
+    def sendall(self, data: bytes, /) -> object: ...
+
+
+@dataclass(eq=False)
+class Request:
+    method: str
+    target: str
+    version: str
+    # Header names lower-cased; a repeated header keeps its last value, which is all
+    # the Runtime API needs.
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    @property
+    def query(self) -> str:
+        parts = self.target.split("?", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+    @property
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        if self.version == "HTTP/1.0":
+            return connection == "keep-alive"
+        return connection != "close"
+
+
+def read_request_head(rfile: BinaryIO) -> Request | None:
+    """Read a request line and headers; None on a clean EOF between requests."""
+    line = rfile.readline(MAX_LINE)
+    while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between keep-alive requests
+        line = rfile.readline(MAX_LINE)
+    if not line:
+        return None
+    if not line.endswith(b"\n"):
+        raise BadRequest("request line too long or cut")
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise BadRequest(f"malformed request line {line[:100]!r}")
+    request = Request(parts[0].upper(), parts[1], parts[2])
+    request.headers = _read_headers(rfile)
+    return request
+
+
+def _read_headers(rfile: BinaryIO) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    total = 0
+    while True:
+        line = rfile.readline(MAX_LINE)
+        total += len(line)
+        if not line.endswith(b"\n") or total > MAX_HEADER_BYTES:
+            raise BadRequest("header section too long or cut")
+        if line in (b"\r\n", b"\n"):
+            return headers
+        name, sep, value = line.decode("latin-1").partition(":")
+        if not sep:
+            raise BadRequest(f"malformed header line {line[:100]!r}")
+        headers[name.strip().lower()] = value.strip()
+
+
+def read_body(request: Request, rfile: BinaryIO, wfile: _Sender) -> None:
+    """Fill ``request.body`` from Content-Length or chunked framing.
+
+    Answers ``Expect: 100-continue`` first: curl (the official client's transport) sends it
+    for large bodies and would otherwise stall a second before sending them.
+    """
+    if request.headers.get("expect", "").lower() == "100-continue":
+        wfile.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if "chunked" in request.headers.get("transfer-encoding", "").lower():
+        request.body = _read_chunked(rfile)
+        return
+    length_text = request.headers.get("content-length", "0") or "0"
+    try:
+        length = int(length_text)
+    except ValueError:
+        raise BadRequest(f"bad Content-Length {length_text!r}") from None
+    if length < 0 or length > MAX_BODY:
+        raise BadRequest(f"Content-Length {length} out of range")
+    request.body = _read_exact(rfile, length)
+
+
+def _read_exact(rfile: BinaryIO, length: int) -> bytes:
+    data = rfile.read(length) if length else b""
+    if len(data) != length:
+        raise BadRequest("body cut short")
+    return data
+
+
+def _read_chunked(rfile: BinaryIO) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        size_line = rfile.readline(1024)
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise BadRequest(f"bad chunk size {size_line[:50]!r}") from None
+        if size == 0:
+            _read_headers(rfile)  # trailers (streaming error trailers): read and drop
+            return b"".join(chunks)
+        total += size
+        if total > MAX_BODY:
+            raise BadRequest("chunked body too large")
+        chunks.append(_read_exact(rfile, size))
+        if rfile.readline(3) not in (b"\r\n", b"\n"):
+            raise BadRequest("chunk not followed by CRLF")
+
+
+def render_response(
+    status: int,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    *,
+    close: bool = False,
+) -> bytes:
+    """One complete response, always with Content-Length (never chunked)."""
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    lines.append(f"Content-Length: {len(body)}")
+    if close:
+        lines.append("Connection: close")
+    head = "\r\n".join(lines) + "\r\n\r\n"
+    return head.encode("latin-1") + body

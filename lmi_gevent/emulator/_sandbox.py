@@ -1,0 +1,464 @@
+"""The emulated execution environment: invocations waiting, polls waiting, invocations in
+flight, and the rules that move an invocation from the Invoke API to the runtime and its
+answer back. No sockets here: the servers call in, and every method runs to completion
+without yielding (one gevent hub, so no locks are needed)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from gevent import get_hub
+from gevent.event import AsyncResult
+
+from ._record import Record
+
+# Lambda's synchronous payload limit; RIE accepts a response up to 100 bytes over it.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+MAX_RESPONSE_BYTES = MAX_EVENT_BYTES + 100
+# RIE reads error bodies through a 1 MiB limit.
+MAX_ERROR_BYTES = 1024 * 1024
+ACCOUNT_ID = "012345678912"
+REGION = "us-east-1"
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Settings:
+    """Everything the emulator can be told; defaults match `python -m lmi_gevent.emulator`."""
+
+    concurrency: int = 1
+    timeout: float = 30.0
+    # Invocations allowed to wait for a poll; None means max(100, 4 x concurrency).
+    queue: int | None = None
+    # Imitate RIE/LMI: no queue at all, reject an invoke when no /next poll is open.
+    strict: bool = False
+    function_name: str = "function"
+    max_events: int = 20000
+    max_answers: int = 200
+
+    @property
+    def queue_size(self) -> int:
+        return self.queue if self.queue is not None else max(100, 4 * self.concurrency)
+
+    @property
+    def function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+
+
+@dataclass(frozen=True)
+class CallerAnswer:
+    """What the Invoke API sends back to the caller of one invocation."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A Runtime API answer that is not 2xx: status and the platform's error type."""
+
+    status: int
+    error_type: str
+    message: str
+
+    def body(self) -> bytes:
+        return json.dumps({"errorType": self.error_type, "errorMessage": self.message}).encode()
+
+
+@dataclass
+class Fault:
+    """An injected failure for the next ``remaining`` calls of one endpoint."""
+
+    status: int | None
+    reset: bool
+    remaining: int
+
+
+@dataclass(eq=False)
+class Invocation:
+    body: bytes
+    content_type: str
+    trace_id: str
+    client_context: str = ""
+    cognito_identity: str = ""
+    tenant_id: str | None = None
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invocation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    state: str = "queued"  # queued -> dispatched -> answered | timed_out; or abandoned
+    deadline_ms: int = 0
+    outcome: AsyncResult = field(default_factory=AsyncResult)
+    timer: Any = None
+
+    def runtime_headers(self, function_arn: str) -> Headers:
+        """The headers of the /next answer that carries this invocation."""
+        headers = [
+            ("Content-Type", self.content_type),
+            ("Lambda-Runtime-Aws-Request-Id", self.request_id),
+            ("Lambda-Runtime-Invocation-Id", self.invocation_id),
+            ("Lambda-Runtime-Deadline-Ms", str(self.deadline_ms)),
+            ("Lambda-Runtime-Invoked-Function-Arn", function_arn),
+            ("Lambda-Runtime-Trace-Id", self.trace_id),
+            ("Lambda-Runtime-Client-Context", self.client_context),
+            ("Lambda-Runtime-Cognito-Identity", self.cognito_identity),
+        ]
+        if self.tenant_id is not None:
+            headers.append(("Lambda-Runtime-Aws-Tenant-Id", self.tenant_id))
+        return tuple(headers)
+
+
+class Poll:
+    """A waiting GET /next. Its result is the Invocation handed to it, or None when the poll
+    ended without one (the runtime hung up, the server stopped)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: AsyncResult = AsyncResult()
+
+
+def new_trace_id() -> str:
+    """A fresh X-Ray trace header value, unsampled, as the platform would hand out."""
+    root = f"1-{int(time.time()):08x}-{random.getrandbits(96):024x}"
+    return f"Root={root};Parent={random.getrandbits(64):016x};Sampled=0"
+
+
+def decode_client_context(value: str) -> str:
+    """Caller's base64 X-Amz-Client-Context -> compact JSON for the runtime header.
+
+    Re-serialising matters: a pretty-printed document would put line breaks into a header.
+    Raises ValueError for anything that is not base64 of a JSON object.
+    """
+    try:
+        document = json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"client context is not base64-encoded JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValueError("client context must be a JSON object")
+    return json.dumps(document, separators=(",", ":"))
+
+
+def function_error(error_type: str, message: str) -> CallerAnswer:
+    """A failed invocation as Lambda's Invoke API reports it: 200 + X-Amz-Function-Error."""
+    body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+    return _unhandled(body, error_type)
+
+
+def _unhandled(body: bytes, error_type: str) -> CallerAnswer:
+    headers = (
+        ("Content-Type", "application/json"),
+        ("X-Amz-Function-Error", "Unhandled"),
+        ("Error-Type", error_type),  # RIE's Managed Instances responder sets it too
+        ("X-Amz-Executed-Version", "$LATEST"),
+    )
+    return CallerAnswer(200, headers, body)
+
+
+class Sandbox:
+    """Routes invocations between the Invoke API and the Runtime API and records it all."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.record = Record(settings.concurrency, settings.max_events, settings.max_answers)
+        self._queue: deque[Invocation] = deque()
+        self._polls: OrderedDict[Poll, None] = OrderedDict()
+        self._in_flight: dict[str, Invocation] = {}
+        self._faults: dict[str, deque[Fault]] = {}
+        self._init_error_answer: CallerAnswer | None = None
+        # Called (in the hub, must not block) with the recorded init error.
+        self.init_error_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    # ---- Invoke API side -------------------------------------------------------------
+
+    def submit(self, inv: Invocation) -> CallerAnswer | None:
+        """Take a new invocation. Returns an immediate answer (rejection), or None when the
+        caller must wait on ``inv.outcome``."""
+        self.record.count("invocations_received")
+        self.record.event("invoke", inv.request_id)
+        if self._init_error_answer is not None:
+            self.record.count("rejected_init_failed")
+            return self._init_error_answer
+        if self._polls:
+            self._dispatch(inv, self._polls.popitem(last=False)[0])
+            return None
+        if self.settings.strict:
+            return self._reject(inv, "rejected_unavailable", 400, "Runtime.Unavailable",
+                                "No runtime is polling /next: every slot is busy or none started.")
+        if len(self._queue) >= self.settings.queue_size:
+            return self._reject(inv, "rejected_queue_full", 429, "TooManyRequestsException",
+                                f"Rate Exceeded: {len(self._queue)} invocations already wait "
+                                f"for a free slot (queue size {self.settings.queue_size}).")
+        self._queue.append(inv)
+        self.record.shift(queued=1)
+        return None
+
+    def _reject(self, inv: Invocation, counter: str, status: int, error_type: str,
+                message: str) -> CallerAnswer:
+        inv.state = "rejected"
+        self.record.count(counter)
+        self.record.event("reject", inv.request_id, status=status, error_type=error_type)
+        body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+        headers = (("Content-Type", "application/json"), ("X-Amzn-ErrorType", error_type))
+        return CallerAnswer(status, headers, body)
+
+    def abandon(self, inv: Invocation) -> None:
+        """The caller hung up. A queued invocation is dropped; a dispatched one runs on and
+        its answer is discarded, as on Lambda."""
+        if inv.state != "queued":
+            return
+        self._queue.remove(inv)
+        self.record.shift(queued=-1)
+        inv.state = "abandoned"
+        self.record.count("abandoned")
+        self.record.event("abandon", inv.request_id)
+        inv.outcome.set(None)
+
+    # ---- Runtime API side ------------------------------------------------------------
+
+    def open_poll(self) -> Invocation | Poll:
+        """A GET /next arrived: hand it a queued invocation now, or a Poll to wait on."""
+        self.record.count("polls_opened_total")
+        self.record.event("poll_open")
+        if self._queue:
+            inv = self._queue.popleft()
+            self.record.shift(queued=-1)
+            self._dispatch(inv, None)
+            return inv
+        poll = Poll()
+        self._polls[poll] = None
+        self.record.shift(polls=1)
+        return poll
+
+    def cancel_poll(self, poll: Poll, reason: str) -> None:
+        """A waiting poll ended without an invocation (its connection closed)."""
+        if self._polls.pop(poll, False) is False:
+            return  # already handed an invocation; the writer deals with a dead socket
+        self.record.shift(polls=-1)
+        self.record.count("polls_disconnected")
+        self.record.event("poll_close", reason=reason)
+        poll.result.set(None)
+
+    def _dispatch(self, inv: Invocation, poll: Poll | None) -> None:
+        timeout = self.settings.timeout
+        inv.state = "dispatched"
+        inv.deadline_ms = int((time.time() + timeout) * 1000)
+        inv.timer = get_hub().loop.timer(timeout)
+        inv.timer.start(self._expire, inv)
+        self._in_flight[inv.request_id] = inv
+        self.record.shift(polls=-1 if poll is not None else 0, in_flight=1)
+        self.record.count("dispatched")
+        self.record.event("dispatch", inv.request_id)
+        if poll is not None:
+            poll.result.set(inv)
+
+    def requeue(self, inv: Invocation) -> None:
+        """The /next answer carrying ``inv`` could not be written: give it to another poll."""
+        if self._in_flight.pop(inv.request_id, None) is None:
+            return
+        self._stop_timer(inv)
+        inv.state = "queued"
+        self.record.shift(in_flight=-1)
+        self.record.count("requeued")
+        self.record.event("requeue", inv.request_id)
+        if self._polls:
+            self._dispatch(inv, self._polls.popitem(last=False)[0])
+        else:
+            self._queue.appendleft(inv)
+            self.record.shift(queued=1)
+
+    def _expire(self, inv: Invocation) -> None:
+        # Runs in the hub. On LMI a timeout is not enforced: the caller gets its error, but
+        # the invocation keeps its slot (stays in flight) until the runtime answers (410).
+        if inv.state != "dispatched":
+            return
+        inv.state = "timed_out"
+        self._stop_timer(inv)
+        self.record.count("timed_out")
+        self.record.event("timeout", inv.request_id)
+        seconds = self.settings.timeout
+        inv.outcome.set(function_error("Sandbox.Timedout", f"Task timed out after {seconds:.2f} seconds"))
+
+    @staticmethod
+    def _stop_timer(inv: Invocation) -> None:
+        if inv.timer is not None:
+            inv.timer.close()
+            inv.timer = None
+
+    def answer(self, request_id: str, kind: str, headers: dict[str, str], body: bytes) -> Rejection | None:
+        """POST /invocation/{id}/response or /error. None means 202 Accepted."""
+        inv = self._in_flight.get(request_id)
+        echo = self._echo_state(inv, headers)
+        self._log_answer(request_id, kind, headers, body, echo)
+        if inv is None:
+            self.record.count("invalid_request_ids")
+            return Rejection(400, "InvalidRequestID", "Invalid request ID")
+        if inv.state == "timed_out":
+            self._finish(inv, "late_answer")
+            self.record.count("late_answers")
+            return Rejection(410, "InvokeTimeout", "Invoke timeout")
+        if echo == "mismatch":
+            # RIE's Managed Instances server takes a wrong echo for a stale answer from an
+            # earlier, timed-out attempt: 410, and the invocation stays open.
+            self.record.count("invocation_id_mismatches")
+            return Rejection(410, "InvokeTimeout", "Invoke timeout")
+        if echo == "missing":
+            self.record.count("invocation_id_missing")  # RIE accepts it; we only count it
+        if kind == "error":
+            return self._take_error(inv, headers, body)
+        return self._take_response(inv, headers, body)
+
+    def _take_response(self, inv: Invocation, headers: dict[str, str], body: bytes) -> Rejection | None:
+        if len(body) > MAX_RESPONSE_BYTES:
+            self.record.count("oversized_responses")
+            self._finish(inv, "oversized", function_error(
+                "Function.ResponseSizeTooLarge",
+                f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."))
+            return Rejection(413, "RequestEntityTooLarge",
+                             f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
+        # RIE's default when the runtime names no content type.
+        content_type = headers.get("content-type") or "application/octet-stream"
+        answer_headers = (
+            ("Content-Type", content_type),
+            ("X-Amz-Executed-Version", "$LATEST"),
+            ("X-Amzn-RequestId", inv.request_id),
+        )
+        self.record.count("responses")
+        self._finish(inv, "response", CallerAnswer(200, answer_headers, body))
+        return None
+
+    def _take_error(self, inv: Invocation, headers: dict[str, str], body: bytes) -> Rejection | None:
+        if len(body) > MAX_ERROR_BYTES:
+            # RIE rejects the body before the invocation sees it: the invocation stays open.
+            self.record.count("oversized_errors")
+            return Rejection(413, "RequestEntityTooLarge",
+                             f"Exceeded maximum allowed payload size ({MAX_ERROR_BYTES} bytes).")
+        error_type = headers.get("lambda-runtime-function-error-type", "")
+        if error_type:
+            self.record.count("errors_with_type_header")
+        if "lambda-runtime-function-xray-error-cause" in headers:
+            self.record.count("errors_with_xray_cause")
+        self.record.count("errors")
+        self._finish(inv, "error", _unhandled(body, error_type or "Unhandled"))
+        return None
+
+    def _finish(self, inv: Invocation, how: str, answer: CallerAnswer | None = None) -> None:
+        del self._in_flight[inv.request_id]
+        self._stop_timer(inv)
+        self.record.shift(in_flight=-1)
+        self.record.count("answered")
+        self.record.event("answer", inv.request_id, how=how)
+        if inv.state == "dispatched" and answer is not None:
+            inv.outcome.set(answer)
+        inv.state = "answered"
+
+    @staticmethod
+    def _echo_state(inv: Invocation | None, headers: dict[str, str]) -> str | None:
+        if inv is None:
+            return None
+        echoed = headers.get("lambda-runtime-invocation-id", "")
+        if not echoed:
+            return "missing"
+        return "ok" if echoed == inv.invocation_id else "mismatch"
+
+    def _log_answer(self, request_id: str, kind: str, headers: dict[str, str], body: bytes,
+                    echo: str | None) -> None:
+        self.record.answers.append({
+            "t": time.monotonic(),
+            "endpoint": kind,
+            "request_id": request_id,
+            "headers": dict(headers),
+            "body": body[:65536].decode("utf-8", "replace"),
+            "body_bytes": len(body),
+            "invocation_id_echo": echo,
+            "error_type_header": headers.get("lambda-runtime-function-error-type"),
+            "xray_cause_present": "lambda-runtime-function-xray-error-cause" in headers,
+        })
+
+    def init_error(self, headers: dict[str, str], body: bytes) -> Rejection | None:
+        """POST /runtime/init/error: recorded once; every waiting and later caller fails."""
+        if self.record.init_error is not None:
+            return Rejection(403, "InvalidStateTransition", "State transition from Failed to Failed is not allowed")
+        error_type = headers.get("lambda-runtime-function-error-type", "") or "Runtime.Unknown"
+        text = body.decode("utf-8", "replace")
+        self.record.init_error = {"type": error_type, "body": text, "message": _error_message(body)}
+        self.record.event("init_error", error_type=error_type)
+        self._log_answer("", "init_error", headers, body, None)
+        caller_body = body if _is_json_object(body) else json.dumps(
+            {"errorType": error_type, "errorMessage": text}).encode()
+        self._init_error_answer = _unhandled(caller_body, error_type)
+        self._fail_queue(self._init_error_answer)
+        for listener in list(self.init_error_listeners):
+            listener(self.record.init_error)
+        return None
+
+    def _fail_queue(self, answer: CallerAnswer) -> None:
+        while self._queue:
+            inv = self._queue.popleft()
+            self.record.shift(queued=-1)
+            inv.state = "rejected"
+            self.record.count("rejected_init_failed")
+            inv.outcome.set(answer)
+
+    # ---- faults, markers -------------------------------------------------------------
+
+    def add_fault(self, endpoint: str, fault: Fault) -> None:
+        self._faults.setdefault(endpoint, deque()).append(fault)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def take_fault(self, endpoint: str) -> Fault | None:
+        pending = self._faults.get(endpoint)
+        if not pending:
+            return None
+        fault = pending[0]
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            pending.popleft()
+        self.record.count("faults_applied")
+        self.record.event("fault", endpoint=endpoint, status=fault.status, reset=fault.reset)
+        return fault
+
+    def pending_faults(self) -> dict[str, list[dict[str, Any]]]:
+        return {name: [vars(f).copy() for f in faults] for name, faults in self._faults.items() if faults}
+
+    def mark(self, name: str) -> dict[str, Any]:
+        return self.record.event("marker", name=name)
+
+    def stats(self) -> dict[str, Any]:
+        stats = self.record.snapshot()
+        stats["settings"] = {
+            "concurrency": self.settings.concurrency,
+            "timeout": self.settings.timeout,
+            "queue": self.settings.queue_size,
+            "strict": self.settings.strict,
+            "function_name": self.settings.function_name,
+        }
+        stats["faults_pending"] = self.pending_faults()
+        return stats
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
+    if isinstance(document, dict):
+        return str(document.get("errorMessage", ""))
+    return str(document)

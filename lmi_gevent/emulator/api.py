@@ -1,0 +1,390 @@
+"""Drive the emulator from tests and benchmarks. Stdlib only (no gevent): it starts
+``python -m lmi_gevent.emulator`` as a subprocess and talks to it over keep-alive HTTP.
+
+    with Emulator(concurrency=4, timeout=5) as emu:
+        runtime = emu.start_runtime([sys.executable, "-m", "lmi_gevent", "app.handler"],
+                                    env={"AWS_LAMBDA_MAX_CONCURRENCY": "4"})
+        emu.wait_for(lambda s: s["open_polls"] == 4)
+        assert emu.invoke({"x": 1}).json() == {"ok": True}
+        assert emu.stats()["max_in_flight"] <= 4
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import http.client
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+__all__ = ["Emulator", "EmulatorError", "InvokeResult", "RuntimeProcess"]
+
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+# The directory that holds the lmi_gevent package, so an uninstalled checkout works.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_START_TIMEOUT = 20.0
+_RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class EmulatorError(RuntimeError):
+    """The emulator process failed to start or a control call was refused."""
+
+
+@dataclass
+class InvokeResult:
+    """One Invoke API answer. ``headers`` has lower-cased names."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def function_error(self) -> str | None:
+        """``X-Amz-Function-Error`` (``Unhandled``) when the function failed, else None."""
+        return self.headers.get("x-amz-function-error")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Connections(threading.local):
+    """One keep-alive connection per thread and per port (http.client is not thread-safe)."""
+
+    def __init__(self) -> None:
+        self.by_port: dict[int, http.client.HTTPConnection] = {}
+
+
+class RuntimeProcess:
+    """A runtime under test, in its own session (process group) so that everything it forks
+    can be killed with it. stdout and stderr are merged and collected by a reader thread."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], cwd: str | os.PathLike[str] | None) -> None:
+        self.argv = list(argv)
+        self._popen = subprocess.Popen(
+            self.argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self._chunks: list[bytes] = []
+        self._reader = threading.Thread(target=self._collect, name=f"runtime-{self.pid}-output", daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    def _collect(self) -> None:
+        assert self._popen.stdout is not None
+        for chunk in iter(lambda: self._popen.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            self._chunks.append(chunk)
+
+    def output(self) -> str:
+        """Everything the runtime printed so far (stdout and stderr, interleaved)."""
+        return b"".join(self._chunks).decode("utf-8", "replace")
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the runtime's main process only (as Lambda's SIGTERM reaches the runtime)."""
+        if self._popen.poll() is None:
+            self._popen.send_signal(sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for exit; raises subprocess.TimeoutExpired. Returns the exit code."""
+        code = self._popen.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, including any workers it forked."""
+        _kill_group(self._popen.pid)
+        try:
+            self.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop(self, grace: float = 1.0) -> None:
+        """SIGTERM, then SIGKILL the group after ``grace`` seconds; never leaves a child."""
+        if self._popen.poll() is None:
+            self.send_signal(signal.SIGTERM)
+            try:
+                self._popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def __repr__(self) -> str:
+        return f"<RuntimeProcess pid={self.pid} returncode={self.returncode} argv={self.argv!r}>"
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+_LIVE: "weakref.WeakSet[Emulator]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for emulator in list(_LIVE):
+        emulator.stop()
+
+
+class Emulator:
+    """The emulator as a subprocess, and the runtimes started against it. A context manager;
+    ``stop()`` (or leaving the ``with``) kills every process it started.
+
+    Arguments mirror ``python -m lmi_gevent.emulator``: ``concurrency`` is N (measured, not
+    enforced), ``timeout`` the function timeout in seconds, ``queue`` how many invocations may
+    wait for a poll (None: max(100, 4N)), ``strict`` rejects invokes when no poll is open.
+    Raises EmulatorError when the process does not come up.
+    """
+
+    def __init__(self, *, concurrency: int = 1, timeout: float = 30.0, queue: int | None = None,
+                 strict: bool = False, function_name: str = "function",
+                 python: str = sys.executable) -> None:
+        self.function_name = function_name
+        argv = [python, "-m", "lmi_gevent.emulator", "--concurrency", str(concurrency),
+                "--timeout", str(timeout), "--function-name", function_name]
+        if queue is not None:
+            argv += ["--queue", str(queue)]
+        if strict:
+            argv.append("--strict")
+        self._runtimes: list[RuntimeProcess] = []
+        self._local = _Connections()
+        self._all_connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._process = subprocess.Popen(
+            argv, env=_with_package_path(os.environ), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, start_new_session=True)
+        _LIVE.add(self)
+        try:
+            ready = self._read_ready_line()
+        except BaseException:
+            self.stop()
+            raise
+        self.runtime_api: str = ready["runtime_api"]
+        self.invoke_url: str = ready["invoke_url"]
+        self.pid: int = ready["pid"]
+        host_port = self.invoke_url.split("://", 1)[1]
+        self._host, _, port = host_port.rpartition(":")
+        self._host = self._host.strip("[]")
+        self._port = int(port)
+
+    def _read_ready_line(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._process.stdout, selectors.EVENT_READ)
+            if not selector.select(_START_TIMEOUT):
+                raise EmulatorError(f"emulator printed nothing in {_START_TIMEOUT} s")
+        line = self._process.stdout.readline()
+        if not line:
+            code = self._process.wait(5)
+            raise EmulatorError(f"emulator exited with {code} before it was ready (see its stderr)")
+        return json.loads(line)
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ---- HTTP plumbing ---------------------------------------------------------------
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        conn = self._local.by_port.get(self._port)
+        if conn is None:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            self._local.by_port[self._port] = conn
+            with self._lock:
+                self._all_connections.append(conn)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 headers: Mapping[str, str] | None = None, *, timeout: float = 30.0,
+                 retry: bool = False) -> InvokeResult:
+        for attempt in (1, 2):
+            conn = self._connection(timeout)
+            try:
+                conn.request(method, path, body=body, headers=dict(headers or {}))
+                response = conn.getresponse()
+                data = response.read()
+            except _RETRYABLE:
+                conn.close()
+                if not retry or attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                conn.close()  # a half-read answer would poison the keep-alive connection
+                raise
+            result = InvokeResult(response.status, data, {k.lower(): v for k, v in response.getheaders()})
+            if response.will_close:
+                conn.close()
+            return result
+        raise AssertionError("unreachable")
+
+    def _control(self, method: str, name: str, document: Any = None, query: str = "") -> Any:
+        body = None if document is None else json.dumps(document).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        path = f"/_lmi/{name}" + (f"?{query}" if query else "")
+        result = self._request(method, path, body, headers, timeout=30.0, retry=True)
+        if result.status != 200:
+            raise EmulatorError(f"{method} {path} -> {result.status}: {result.body.decode(errors='replace')}")
+        return result.json()
+
+    # ---- invoking --------------------------------------------------------------------
+
+    def invoke(self, payload: bytes | str | object = b"{}", *, content_type: str = "application/json",
+               client_context: dict[str, Any] | None = None, tenant_id: str | None = None,
+               trace_id: str | None = None, timeout: float = 60) -> InvokeResult:
+        """Invoke the function synchronously through the Invoke API.
+
+        ``payload``: bytes as they are, str as UTF-8, anything else as JSON.
+        ``client_context`` is sent base64-encoded in X-Amz-Client-Context, as the SDKs do.
+        """
+        headers = {"Content-Type": content_type}
+        if client_context is not None:
+            headers["X-Amz-Client-Context"] = base64.b64encode(json.dumps(client_context).encode()).decode()
+        if tenant_id is not None:
+            headers["X-Amz-Tenant-Id"] = tenant_id
+        if trace_id is not None:
+            headers["X-Amzn-Trace-Id"] = trace_id
+        return self._request("POST", INVOKE_PATH, _encode_payload(payload), headers, timeout=timeout)
+
+    def invoke_many(self, payloads: Iterable[bytes | str | object], *, parallel: int,
+                    timeout: float = 60) -> list[InvokeResult]:
+        """Invoke once per payload from ``parallel`` threads (one connection each); results
+        come back in the order of ``payloads``."""
+        items = list(payloads)
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="invoke") as pool:
+            return list(pool.map(lambda p: self.invoke(p, timeout=timeout), items))
+
+    # ---- observing and steering ------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and high-water marks; see README of the emulator for the keys."""
+        return self._control("GET", "stats")
+
+    def events(self, *, since: float | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """The timeline: dicts with ``t`` (time.monotonic() of the emulator, comparable with
+        this process's), ``kind``, and ``request_id`` where it applies."""
+        query = "&".join(f"{k}={v}" for k, v in (("since", since), ("kind", kind)) if v is not None)
+        return self._control("GET", "events", query=query)
+
+    def mark(self, name: str) -> dict[str, Any]:
+        """Insert a ``marker`` event and return it (its ``t`` is the emulator's clock)."""
+        return self._control("POST", "mark", {"name": name})
+
+    def inject(self, endpoint: str, *, status: int | None = None, reset: bool = False, count: int = 1) -> None:
+        """Fail the next ``count`` calls of ``endpoint`` (next, response, error, init_error,
+        invoke): answer ``status`` without acting, or (``reset=True``) drop the connection."""
+        if (status is None) == (not reset):
+            raise ValueError("give exactly one of status= or reset=True")
+        spec: dict[str, Any] = {"endpoint": endpoint, "count": count}
+        spec.update({"reset": True} if reset else {"status": status})
+        self._control("POST", "faults", spec)
+
+    def clear_faults(self) -> None:
+        self._control("DELETE", "faults")
+
+    def answers(self, last: int = 10) -> list[dict[str, Any]]:
+        """The last answers the runtime posted: endpoint, request_id, headers (lower-case),
+        body (text, first 64 KiB), body_bytes, invocation_id_echo (ok/missing/mismatch)..."""
+        return self._control("GET", "answers", query=f"last={int(last)}")
+
+    def reset_stats(self) -> None:
+        self._control("POST", "reset-stats", {})
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
+        """Poll stats until ``predicate(stats)`` holds; returns those stats. Raises TimeoutError
+        carrying the last stats seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if predicate(stats):
+                return stats
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"condition not met within {timeout} s; last stats: {stats}")
+            time.sleep(0.01)
+
+    # ---- runtimes --------------------------------------------------------------------
+
+    def runtime_env(self, env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None) -> dict[str, str]:
+        """The environment ``start_runtime`` gives a runtime: os.environ without any
+        AWS_LAMBDA_MAX_CONCURRENCY, Lambda's usual variables, then ``env`` on top."""
+        merged = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_MAX_CONCURRENCY"}
+        merged.update({
+            "AWS_LAMBDA_RUNTIME_API": self.runtime_api,
+            "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.function_name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "2026/01/01/[$LATEST]emulator",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "LAMBDA_TASK_ROOT": os.fspath(cwd) if cwd is not None else os.getcwd(),
+            "PYTHONUNBUFFERED": "1",
+        })
+        merged = _with_package_path(merged)
+        merged.update(env or {})
+        return merged
+
+    def start_runtime(self, argv: list[str], *, env: Mapping[str, str] | None = None,
+                      cwd: str | os.PathLike[str] | None = None) -> RuntimeProcess:
+        """Start a runtime pointed at this emulator (see ``runtime_env``). It is stopped by
+        ``stop()`` if still running."""
+        runtime = RuntimeProcess(argv, self.runtime_env(env, cwd), cwd)
+        self._runtimes.append(runtime)
+        return runtime
+
+    def stop(self) -> None:
+        """Stop every runtime started here, then the emulator. Idempotent."""
+        for runtime in self._runtimes:
+            runtime.stop(grace=0.5)
+        with self._lock:
+            for conn in self._all_connections:
+                conn.close()
+            self._all_connections.clear()
+        process = self._process
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                _kill_group(process.pid)
+                process.wait(5)
+        if process.stdout is not None:
+            process.stdout.close()
+        _LIVE.discard(self)
+
+
+def _encode_payload(payload: bytes | str | object) -> bytes:
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return json.dumps(payload).encode()
+
+
+def _with_package_path(env: Mapping[str, str]) -> dict[str, str]:
+    merged = dict(env)
+    current = merged.get("PYTHONPATH", "")
+    if _PACKAGE_PARENT not in current.split(os.pathsep):
+        merged["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, current) if p)
+    return merged

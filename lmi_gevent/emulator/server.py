@@ -1,0 +1,452 @@
+"""The emulator's two servers on gevent: the Runtime API the runtime polls, and the Invoke API
+(plus the ``/_lmi/`` control API) that callers and tests use.
+
+Why StreamServer and not pywsgi: a waiting ``GET /next`` must stop counting as an open poll
+the moment its runtime hangs up, which needs the raw socket; and the small parser in
+``_http`` costs a fraction of a WSGI environ per request, so the stand-in is never the
+bottleneck of a benchmark. Imported only by the emulator's entry points, never by
+``import lmi_gevent``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+import traceback
+from functools import partial
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+from gevent import get_hub
+from gevent.server import StreamServer
+
+from . import _http
+from ._sandbox import (
+    MAX_EVENT_BYTES,
+    CallerAnswer,
+    Fault,
+    Invocation,
+    Poll,
+    Rejection,
+    Sandbox,
+    Settings,
+    decode_client_context,
+    new_trace_id,
+)
+
+__all__ = ["EmulatorServer", "Settings", "Sandbox"]
+
+RUNTIME_PREFIX = "/2018-06-01/runtime/"
+INVOKE_PREFIX = "/2015-03-31/functions/"
+CONTROL_PREFIX = "/_lmi/"
+FAULT_ENDPOINTS = ("next", "response", "error", "init_error", "invoke")
+# Thousands of slots may long-poll at once; the default listen backlog would drop them.
+BACKLOG = 4096
+_JSON = ("Content-Type", "application/json")
+
+
+class Connection:
+    """One accepted socket: a buffered reader and a few ways to answer or drop it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.rfile = sock.makefile("rb", 65536)
+        # gevent keeps the real, non-blocking socket here; peeking at it from a hub callback
+        # must never block or switch.
+        self.raw: Any = getattr(sock, "_sock", sock)
+
+    def send(self, status: int, headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
+             body: bytes = b"", *, close: bool = False) -> None:
+        self.sock.sendall(_http.render_response(status, headers, body, close=close))
+
+    def send_json(self, status: int, document: Any, *, close: bool = False) -> None:
+        self.send(status, (_JSON,), json.dumps(document).encode(), close=close)
+
+    def peer_gone(self) -> bool:
+        """True when the peer has closed or reset the connection (seen without blocking)."""
+        try:
+            return self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def reset(self) -> None:
+        """Drop the connection with a TCP RST, the way a crashed platform would."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        self.rfile.close()
+        self.sock.close()
+
+
+class HangupWatch:
+    """Calls ``on_hangup`` (in the hub; it must not block) if the peer closes the connection
+    while the handler waits for something else, e.g. an idle long-poll."""
+
+    def __init__(self, conn: Connection, on_hangup: Callable[[], None]) -> None:
+        self._conn = conn
+        self._on_hangup = on_hangup
+        self._io = get_hub().loop.io(conn.sock.fileno(), 1)
+        self._io.start(self._readable)
+
+    def _readable(self) -> None:
+        try:
+            gone = self._conn.peer_gone()
+        except Exception:  # never let a hub callback raise
+            gone = True
+        # Either the peer left or it sent more bytes early; in both cases stop watching so
+        # a pipelined request cannot make this callback spin.
+        self._io.stop()
+        if gone:
+            self._on_hangup()
+
+    def close(self) -> None:
+        self._io.close()
+
+
+Router = Callable[[_http.Request, Connection], bool]
+
+
+def serve_connection(sock: socket.socket, address: Any, *, router: Router) -> None:
+    """Read requests off one keep-alive connection until it closes; ``router`` answers each
+    and returns False when the connection must not be reused."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    conn = Connection(sock)
+    try:
+        while True:
+            request = _http.read_request_head(conn.rfile)
+            if request is None:
+                return
+            _http.read_body(request, conn.rfile, conn.sock)
+            if not router(request, conn) or not request.keep_alive:
+                return
+    except _http.BadRequest as exc:
+        _try_send(conn, 400, {"errorType": "BadRequest", "errorMessage": str(exc)})
+    except OSError:
+        pass  # the peer went away mid-request; nothing left to answer
+    finally:
+        conn.close()
+
+
+def _try_send(conn: Connection, status: int, document: dict[str, str]) -> None:
+    try:
+        conn.send_json(status, document, close=True)
+    except OSError:
+        pass
+
+
+def _guarded(router: Router, record_status: Callable[[str, int], None]) -> Router:
+    """Turn a bug in a route into a 500 and a traceback on stderr instead of a dead link."""
+
+    def route(request: _http.Request, conn: Connection) -> bool:
+        try:
+            return router(request, conn)
+        except (OSError, _http.BadRequest):
+            raise
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            record_status("other", 500)
+            conn.send_json(500, {"errorType": "InternalError", "errorMessage": "emulator bug, see stderr"},
+                           close=True)
+            return False
+
+    return route
+
+
+class RuntimeApi:
+    """``/2018-06-01/runtime/...``: what a Lambda runtime talks to."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.record = sandbox.record
+
+    def route(self, request: _http.Request, conn: Connection) -> bool:
+        path = request.path
+        if not path.startswith(RUNTIME_PREFIX):
+            return self._not_found(request, conn)
+        parts = path[len(RUNTIME_PREFIX):].split("/")
+        if parts == ["invocation", "next"] and request.method == "GET":
+            return self._next(request, conn)
+        if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error") \
+                and request.method == "POST":
+            return self._answer(parts[1], parts[2], request, conn)
+        if parts == ["init", "error"] and request.method == "POST":
+            return self._init_error(request, conn)
+        return self._not_found(request, conn)
+
+    def _not_found(self, request: _http.Request, conn: Connection) -> bool:
+        self.record.status("other", 404)
+        conn.send_json(404, {"errorType": "NotFound",
+                             "errorMessage": f"{request.method} {request.path} is not a Runtime API call"})
+        return True
+
+    def _fault(self, endpoint: str, conn: Connection) -> bool | None:
+        """Apply an injected fault; returns the keep-alive verdict when one was applied."""
+        fault = self.sandbox.take_fault(endpoint)
+        if fault is None:
+            return None
+        if fault.reset or fault.status is None:
+            conn.reset()
+            return False
+        self.record.status(endpoint, fault.status)
+        conn.send_json(fault.status, {"errorType": "InjectedFault",
+                                      "errorMessage": f"fault injected on {endpoint}"})
+        return True
+
+    def _next(self, request: _http.Request, conn: Connection) -> bool:
+        faulted = self._fault("next", conn)
+        if faulted is not None:
+            return faulted
+        got = self.sandbox.open_poll()
+        if isinstance(got, Poll):
+            inv = self._wait(got, conn)
+            if inv is None:
+                return False  # the runtime hung up while waiting
+        else:
+            inv = got
+        return self._deliver(inv, conn)
+
+    def _wait(self, poll: Poll, conn: Connection) -> Invocation | None:
+        watch = HangupWatch(conn, lambda: self.sandbox.cancel_poll(poll, "disconnect"))
+        try:
+            return poll.result.get()
+        except BaseException:
+            self.sandbox.cancel_poll(poll, "server_stop")
+            raise
+        finally:
+            watch.close()
+
+    def _deliver(self, inv: Invocation, conn: Connection) -> bool:
+        # A peer that closed is noticed here rather than after the write "succeeds" into a
+        # dead socket's buffer and the invocation silently waits out its timeout.
+        if conn.peer_gone():
+            self.sandbox.requeue(inv)
+            return False
+        data = _http.render_response(200, inv.runtime_headers(self.sandbox.settings.function_arn), inv.body)
+        try:
+            conn.sock.sendall(data)
+        except OSError:
+            self.sandbox.requeue(inv)
+            return False
+        self.record.status("next", 200)
+        return True
+
+    def _answer(self, request_id: str, kind: str, request: _http.Request, conn: Connection) -> bool:
+        faulted = self._fault(kind, conn)
+        if faulted is not None:
+            return faulted
+        rejection = self.sandbox.answer(request_id, kind, request.headers, request.body)
+        return self._reply(kind, rejection, conn)
+
+    def _init_error(self, request: _http.Request, conn: Connection) -> bool:
+        faulted = self._fault("init_error", conn)
+        if faulted is not None:
+            return faulted
+        rejection = self.sandbox.init_error(request.headers, request.body)
+        return self._reply("init_error", rejection, conn)
+
+    def _reply(self, endpoint: str, rejection: Rejection | None, conn: Connection) -> bool:
+        if rejection is None:
+            self.record.status(endpoint, 202)
+            conn.send_json(202, {"status": "OK"})
+        else:
+            self.record.status(endpoint, rejection.status)
+            conn.send(rejection.status, (_JSON,), rejection.body())
+        return True
+
+
+class InvokeApi:
+    """RIE-compatible ``POST /2015-03-31/functions/{name}/invocations`` plus ``/_lmi/``."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.record = sandbox.record
+        self.control = ControlApi(sandbox)
+
+    def route(self, request: _http.Request, conn: Connection) -> bool:
+        path = request.path
+        if path.startswith(CONTROL_PREFIX):
+            return self.control.route(request, conn)
+        if path.startswith(INVOKE_PREFIX) and path.endswith("/invocations") and request.method == "POST":
+            return self._invoke(request, conn)
+        self.record.status("other", 404)
+        conn.send_json(404, {"errorType": "ResourceNotFoundException",
+                             "errorMessage": f"{request.method} {path} is not an Invoke API call"})
+        return True
+
+    def _invoke(self, request: _http.Request, conn: Connection) -> bool:
+        fault = self.sandbox.take_fault("invoke")
+        if fault is not None:
+            if fault.reset or fault.status is None:
+                conn.reset()
+                return False
+            return self._send(conn, _error_answer(fault.status, "InjectedFault", "fault injected on invoke"))
+        inv_or_answer = self._build(request)
+        if isinstance(inv_or_answer, CallerAnswer):
+            return self._send(conn, inv_or_answer)
+        inv = inv_or_answer
+        immediate = self.sandbox.submit(inv)
+        if immediate is not None:
+            return self._send(conn, immediate)
+        if request.headers.get("x-amz-invocation-type", "").lower() == "event":
+            return self._send(conn, CallerAnswer(202, (("X-Amzn-RequestId", inv.request_id),), b""))
+        answer = self._wait(inv, conn)
+        if answer is None:
+            return False  # the caller hung up
+        return self._send(conn, answer)
+
+    def _build(self, request: _http.Request) -> Invocation | CallerAnswer:
+        headers = request.headers
+        if len(request.body) > MAX_EVENT_BYTES:
+            return _error_answer(413, "RequestEntityTooLargeException",
+                                 f"Request must be smaller than {MAX_EVENT_BYTES} bytes for the InvokeFunction operation")
+        client_context = ""
+        if headers.get("x-amz-client-context"):
+            try:
+                client_context = decode_client_context(headers["x-amz-client-context"])
+            except ValueError as exc:
+                return _error_answer(400, "InvalidRequestContentException", str(exc))
+        return Invocation(
+            body=request.body,
+            content_type=headers.get("content-type") or "application/json",
+            trace_id=headers.get("x-amzn-trace-id") or new_trace_id(),
+            client_context=client_context,
+            # Not an AWS Invoke header: lets tests hand the runtime a Cognito identity.
+            cognito_identity=headers.get("x-lmi-cognito-identity", ""),
+            tenant_id=headers.get("x-amz-tenant-id"),
+        )
+
+    def _wait(self, inv: Invocation, conn: Connection) -> CallerAnswer | None:
+        watch = HangupWatch(conn, lambda: self.sandbox.abandon(inv))
+        try:
+            return inv.outcome.get()
+        finally:
+            watch.close()
+
+    def _send(self, conn: Connection, answer: CallerAnswer) -> bool:
+        self.record.status("invoke", answer.status)
+        conn.send(answer.status, answer.headers, answer.body)
+        return True
+
+
+def _error_answer(status: int, error_type: str, message: str) -> CallerAnswer:
+    body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+    return CallerAnswer(status, (_JSON, ("X-Amzn-ErrorType", error_type)), body)
+
+
+class ControlApi:
+    """``/_lmi/...``: what tests and benchmarks read and steer. JSON in, JSON out."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.record = sandbox.record
+
+    def route(self, request: _http.Request, conn: Connection) -> bool:
+        name = request.path[len(CONTROL_PREFIX):].strip("/")
+        query = {key: values[-1] for key, values in parse_qs(request.query).items()}
+        handler = {
+            ("GET", "stats"): lambda: self.sandbox.stats(),
+            ("GET", "events"): lambda: self._events(query),
+            ("GET", "answers"): lambda: list(self.record.answers)[-int(query.get("last", 10)):],
+            ("GET", "faults"): lambda: self.sandbox.pending_faults(),
+            ("POST", "mark"): lambda: self.sandbox.mark(str(_json_body(request).get("name", ""))),
+            ("POST", "faults"): lambda: self._add_fault(_json_body(request)),
+            ("DELETE", "faults"): lambda: self.sandbox.clear_faults() or {},
+            ("POST", "reset-stats"): lambda: self.record.reset() or {},
+        }.get((request.method, name))
+        if handler is None:
+            return self._answer(conn, 404, {"errorType": "NotFound", "errorMessage": f"no control call {name!r}"})
+        try:
+            return self._answer(conn, 200, handler())
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._answer(conn, 400, {"errorType": "BadControlRequest", "errorMessage": str(exc)})
+
+    def _answer(self, conn: Connection, status: int, document: Any) -> bool:
+        self.record.status("control", status)
+        conn.send_json(status, document)
+        return True
+
+    def _events(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        since = float(query.get("since", "-inf"))
+        kind = query.get("kind")
+        return [e for e in self.record.events if e["t"] > since and (kind is None or e["kind"] == kind)]
+
+    def _add_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
+        endpoint = spec.get("endpoint")
+        if endpoint not in FAULT_ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}; got {endpoint!r}")
+        reset = bool(spec.get("reset", False))
+        status = spec.get("status")
+        if not reset and not (isinstance(status, int) and 100 <= status <= 599):
+            raise ValueError("a fault needs an HTTP status (100-599) or reset: true")
+        count = int(spec.get("count", 1))
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self.sandbox.add_fault(endpoint, Fault(None if reset else status, reset, count))
+        return self.sandbox.pending_faults()
+
+
+def _json_body(request: _http.Request) -> dict[str, Any]:
+    document = json.loads(request.body or b"{}")
+    if not isinstance(document, dict):
+        raise ValueError("the body must be a JSON object")
+    return document
+
+
+class EmulatorServer:
+    """Both servers around one Sandbox. ``start()`` binds and returns at once (gevent).
+
+    >>> server = EmulatorServer(Settings(concurrency=4)); server.start()
+    >>> server.runtime_api  # for AWS_LAMBDA_RUNTIME_API
+    '127.0.0.1:40123'
+    """
+
+    def __init__(self, settings: Settings, *, host: str = "127.0.0.1",
+                 runtime_port: int = 0, invoke_port: int = 0) -> None:
+        self.settings = settings
+        self.sandbox = Sandbox(settings)
+        record_status = self.sandbox.record.status
+        self._runtime = StreamServer(
+            (host, runtime_port),
+            partial(serve_connection, router=_guarded(RuntimeApi(self.sandbox).route, record_status)),
+            backlog=BACKLOG)
+        self._invoke = StreamServer(
+            (host, invoke_port),
+            partial(serve_connection, router=_guarded(InvokeApi(self.sandbox).route, record_status)),
+            backlog=BACKLOG)
+
+    def start(self) -> None:
+        self._runtime.start()
+        self._invoke.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._invoke.stop(timeout)
+        self._runtime.stop(timeout)
+
+    @property
+    def runtime_api(self) -> str:
+        """``host:port`` of the Runtime API, the value for AWS_LAMBDA_RUNTIME_API."""
+        return _host_port(self._runtime.address)
+
+    @property
+    def invoke_url(self) -> str:
+        return "http://" + _host_port(self._invoke.address)
+
+    @property
+    def invoke_port(self) -> int:
+        return int(self._invoke.address[1])
+
+
+def _host_port(address: tuple[Any, ...]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
