@@ -1,0 +1,82 @@
+"""The ``lmi-gevent`` command: steps 1-2 of the lifecycle, then the runtime.
+
+    lmi-gevent HANDLER            run HANDLER against $AWS_LAMBDA_RUNTIME_API (the bootstrap)
+    lmi-gevent local HANDLER ...  run HANDLER behind an embedded Lambda emulator
+    lmi-gevent check HANDLER ...  check that HANDLER's libraries cooperate with gevent
+
+Nothing heavy is imported before the serving mode is known: concurrent mode must patch the
+stdlib before ssl, threading, urllib3, concurrent.futures or the handler are imported.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import __version__
+from . import config as settings
+
+USAGE = """\
+usage: lmi-gevent HANDLER
+       lmi-gevent local HANDLER [--port 8080] [--concurrency N] [--timeout S] [--env K=V ...]
+       lmi-gevent check HANDLER [--event FILE] [--concurrency N] [--json]
+       lmi-gevent --help | --version
+
+Run a Python Lambda handler (module.function, pkg.module.function or pkg/module.function)
+against the Lambda Runtime API. With AWS_LAMBDA_MAX_CONCURRENCY=N (2-1600) one process
+serves N invocations at once on gevent; unset or 1 runs the classic sequential loop.
+HANDLER defaults to $_HANDLER.
+
+settings (environment variables):
+"""
+
+
+def _usage() -> str:
+    lines = [USAGE]
+    for setting in settings.SETTINGS:
+        lines.append(f"  {setting.env}\n      {setting.doc}\n")
+    return "".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "local":
+        from .emulator.local import main as local_main
+        return local_main(argv[1:])
+    if argv and argv[0] == "check":
+        from .check import main as check_main
+        return check_main(argv[1:])
+    if argv and argv[0] in ("-h", "--help"):
+        print(_usage(), end="")
+        return 0
+    if argv and argv[0] == "--version":
+        print(f"lmi-gevent {__version__}")
+        return 0
+    if len(argv) > 1 or (argv and argv[0].startswith("-")):
+        print(f"lmi-gevent: unexpected arguments {' '.join(argv)!r}\n\n{USAGE}",
+              file=sys.stderr, end="")
+        return 2
+    return bootstrap(argv[0] if argv else None)
+
+
+def bootstrap(handler_arg: str | None) -> int:
+    # Step 1: configuration, with nothing but the stdlib's lightest modules imported.
+    config, problems = settings.load()
+    fatal = [p for p in problems if p.env == "AWS_LAMBDA_RUNTIME_API"]
+    if fatal:
+        print(f"lmi-gevent: {fatal[0]}", file=sys.stderr)
+        return 2
+    handler = handler_arg or config.handler
+    if not handler:
+        print("lmi-gevent: no handler: pass HANDLER (e.g. `lmi-gevent app.handler`) or set "
+              "_HANDLER", file=sys.stderr)
+        return 2
+
+    # Step 2: patch before anything that could import ssl, threading or the handler.
+    # With a configuration problem we stay sequential just long enough to report it.
+    early_imports: list[str] = []
+    if config.concurrent and not problems:
+        from .patching import patch_all
+        early_imports = patch_all()
+
+    from .runtime import run
+    return run(handler, config, problems, early_imports)

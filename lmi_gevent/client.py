@@ -1,0 +1,209 @@
+"""The Lambda Runtime API over keep-alive HTTP/1.1 (stdlib ``http.client``).
+
+One :class:`RuntimeApiClient` per slot: each owns one connection, so a slot's long-poll never
+waits behind another slot's post. Imported only after the serving mode is chosen (http.client
+pulls in ssl, which gevent must patch first).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import select
+import socket
+import sys
+from typing import Any
+
+from . import __version__
+from .marshal import to_json
+
+API_PREFIX = "/2018-06-01/runtime"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
+INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
+XRAY_CAUSE_LIMIT = 1024 * 1024  # the official client drops larger causes rather than send them
+USER_AGENT = (f"lmi-gevent/{__version__} "
+              f"python/{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}")
+
+# Request ids go into a URL path; anything outside this set is refused rather than escaped.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}\Z")
+
+
+class RuntimeApiError(Exception):
+    """The Runtime API could not be reached or answered with an unexpected status."""
+
+    def __init__(self, endpoint: str, status: int | None, detail: str) -> None:
+        where = f"{endpoint} -> {status}" if status else endpoint
+        super().__init__(f"Runtime API {where}: {detail}")
+        self.endpoint = endpoint
+        self.status = status
+
+
+class PlatformFailure(RuntimeApiError):
+    """HTTP 500: the platform is in a non-recoverable state and the runtime should exit."""
+
+
+class InvalidInvocation(ValueError):
+    """A ``/next`` response the runtime cannot answer (the header at fault is named)."""
+
+
+class Invocation:
+    """One event from ``/next`` with the headers that describe it."""
+
+    __slots__ = ("request_id", "deadline_ms", "function_arn", "trace_id", "client_context",
+                 "cognito_identity", "tenant_id", "invocation_id", "content_type", "body")
+
+    def __init__(self, headers: http.client.HTTPMessage, body: bytes) -> None:
+        request_id = headers.get("Lambda-Runtime-Aws-Request-Id") or ""
+        if not _SAFE_ID.match(request_id):
+            raise InvalidInvocation(
+                f"Lambda-Runtime-Aws-Request-Id header is missing or unsafe: {request_id!r}")
+        self.request_id = request_id
+        deadline = headers.get("Lambda-Runtime-Deadline-Ms") or ""
+        try:
+            self.deadline_ms = int(deadline)
+        except ValueError:
+            raise InvalidInvocation(
+                f"Lambda-Runtime-Deadline-Ms header is not epoch milliseconds: {deadline!r}"
+            ) from None
+        self.function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn")
+        self.trace_id = headers.get("Lambda-Runtime-Trace-Id")
+        self.client_context = headers.get("Lambda-Runtime-Client-Context")
+        self.cognito_identity = headers.get("Lambda-Runtime-Cognito-Identity")
+        self.tenant_id = headers.get("Lambda-Runtime-Aws-Tenant-Id")
+        self.invocation_id = headers.get(INVOCATION_ID_HEADER)
+        self.content_type = headers.get("Content-Type")
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"Invocation({self.request_id})"
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTPConnection that sends each request in one write, with Nagle disabled.
+
+    Two writes per request (headers, then body) cost a 40 ms delayed-ACK stall per call on
+    loopback when Nagle is on; one write and TCP_NODELAY avoid it.
+    """
+
+    _held: list[bytes] | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data: Any) -> None:
+        if self._held is not None:
+            self._held.append(bytes(data))
+        else:
+            super().send(data)
+
+    def send_request(self, method: str, path: str, headers: dict[str, str],
+                     body: bytes | None) -> None:
+        self.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in headers.items():
+            self.putheader(name, value)
+        if body is not None:
+            self.putheader("Content-Length", str(len(body)))
+        self._held = []
+        try:
+            self.endheaders()
+            request = b"".join(self._held) + (body or b"")
+        finally:
+            self._held = None
+        super().send(request)
+
+
+class RuntimeApiClient:
+    """Calls to one Runtime API endpoint over one keep-alive connection."""
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.address = address
+        # No timeout: /next is a long-poll that may legitimately wait for hours.
+        self._conn = _Connection(host, int(port), timeout=None)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def has_unread_data(self) -> bool:
+        """True when an answer (e.g. an invocation) is waiting unread on the connection."""
+        sock = self._conn.sock
+        if sock is None:
+            return False
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+
+    def _call(self, method: str, path: str, headers: dict[str, str] | None = None,
+              body: bytes | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        all_headers = {"User-Agent": USER_AGENT}
+        if headers:
+            all_headers.update(headers)
+        for attempt in (1, 2):
+            try:
+                self._conn.send_request(method, path, all_headers, body)
+                response = self._conn.getresponse()
+                return response.status, response.headers, response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self._conn.close()
+                # A keep-alive connection the server already closed fails on first use;
+                # one fresh connection is the standard remedy.
+                if attempt == 2:
+                    raise RuntimeApiError(path, None, f"connection lost ({exc})") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                self._conn.close()
+                raise RuntimeApiError(path, None, f"{type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def next_invocation(self) -> Invocation:
+        """Long-poll ``/next``; raises RuntimeApiError or InvalidInvocation."""
+        path = f"{API_PREFIX}/invocation/next"
+        status, headers, body = self._call("GET", path)
+        if status != 200:
+            # Even a 500 here is retried: on /next it also means "too many idle polls".
+            raise RuntimeApiError(path, status, _excerpt(body))
+        return Invocation(headers, body)
+
+    def post_response(self, invocation: Invocation, body: bytes, content_type: str
+                      ) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type}
+        return self._post(f"{API_PREFIX}/invocation/{invocation.request_id}/response",
+                          headers, body, invocation)
+
+    def post_error(self, invocation: Invocation, error: dict[str, Any],
+                   cause: dict[str, Any] | None) -> tuple[int, bytes]:
+        headers = _error_headers(error, cause)
+        return self._post(f"{API_PREFIX}/invocation/{invocation.request_id}/error",
+                          headers, to_json(error).encode("utf-8"), invocation)
+
+    def post_init_error(self, error: dict[str, Any]) -> tuple[int, bytes]:
+        return self._post(f"{API_PREFIX}/init/error", _error_headers(error, None),
+                          to_json(error).encode("utf-8"), None)
+
+    def _post(self, path: str, headers: dict[str, str], body: bytes,
+              invocation: Invocation | None) -> tuple[int, bytes]:
+        if invocation is not None and invocation.invocation_id:
+            headers[INVOCATION_ID_HEADER] = invocation.invocation_id
+        status, _, reply = self._call("POST", path, headers, body)
+        if status == 500:
+            raise PlatformFailure(path, status, _excerpt(reply))
+        return status, reply
+
+
+def _error_headers(error: dict[str, Any], cause: dict[str, Any] | None) -> dict[str, str]:
+    error_type = error.get("errorType") or ""
+    # Header values must be printable ASCII on one line; a class name may be neither.
+    if not (error_type.isascii() and error_type.isprintable()):
+        error_type = "Unhandled"
+    headers = {"Content-Type": "application/json", ERROR_TYPE_HEADER: error_type or "Unhandled"}
+    if cause is not None:
+        text = json.dumps(cause, ensure_ascii=True, separators=(",", ":"), default=str)
+        if len(text) < XRAY_CAUSE_LIMIT:
+            headers[XRAY_CAUSE_HEADER] = text
+    return headers
+
+
+def _excerpt(body: bytes, limit: int = 300) -> str:
+    text = body[:limit].decode("utf-8", "replace")
+    return text + ("…" if len(body) > limit else "")

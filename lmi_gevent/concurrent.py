@@ -1,0 +1,189 @@
+"""Concurrent mode: N slot greenlets in one process, each long-polling ``/next``.
+
+Each slot is either polling or running an invocation, so open polls + in-flight <= N at every
+moment, and N polls are open when idle: the platform sees free capacity only as open polls
+(DESIGN.md invariant 3). Imported only after ``gevent.monkey.patch_all()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable, ContextManager
+
+import gevent
+import gevent.event
+import gevent.pool
+
+from . import errors
+from .client import Invocation, PlatformFailure, RuntimeApiClient
+from .invoke import InvocationCut, Invoker
+from .sequential import Backoff, poll
+
+log = logging.getLogger("lmi_gevent")
+
+# After the drain deadline, cut invocations get this long to post their error answers.
+CUT_ANSWER_TIMEOUT = 1.0
+
+
+class StopPolling(BaseException):
+    """Raised into an idle slot's ``/next`` poll when the runtime shuts down."""
+
+
+class Slot:
+    """One unit of capacity: a greenlet with its own Runtime API connection."""
+
+    def __init__(self, number: int, client: RuntimeApiClient) -> None:
+        self.number = number
+        self.client = client
+        self.state = "starting"  # starting -> polling <-> running -> stopped
+        self.greenlet: gevent.Greenlet | None = None
+
+
+class SlotPool:
+    """Serves invocations on N slots until a signal or a platform failure stops it."""
+
+    def __init__(self, address: str, invoker: Invoker, *, size: int, drain_timeout: float,
+                 retry_initial: float, retry_max: float) -> None:
+        self.address = address
+        self.invoker = invoker
+        self.size = size
+        self.drain_timeout = drain_timeout
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.pool = gevent.pool.Pool(size)
+        self.slots: list[Slot] = []
+        self.stopping = gevent.event.Event()
+        self.draining = False
+        self.failure: PlatformFailure | None = None
+        self.answered = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for number in range(self.size):
+            slot = Slot(number, RuntimeApiClient(self.address))
+            self.slots.append(slot)
+            slot.greenlet = self.pool.spawn(self._serve_slot, slot)
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """First signal: drain. Second signal: exit at once."""
+        if self.stopping.is_set():
+            log.warning("Second signal: exiting now without waiting for %d invocation(s).",
+                        self.in_flight)
+            _flush_and_exit(128 + (signum or signal.SIGTERM))
+        self.stopping.set()
+
+    def wait(self) -> None:
+        self.stopping.wait()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for slot in self.slots if slot.state == "running")
+
+    def drain(self) -> int:
+        """Stop polling, let in-flight invocations finish (bounded), cut the rest; exit code."""
+        self.draining = True
+        running = self.in_flight
+        self._cancel_idle_polls()
+        if self.failure is not None:
+            log.error("Exiting: %s", self.failure)
+            return 1
+        log.info("Draining: %d invocation(s) in flight, up to %.1fs (LMI_GEVENT_DRAIN_TIMEOUT).",
+                 running, self.drain_timeout)
+        self.pool.join(timeout=self.drain_timeout)
+        cut = self.in_flight
+        if cut:
+            message = (f"The runtime is shutting down and this invocation did not finish within "
+                       f"LMI_GEVENT_DRAIN_TIMEOUT={self.drain_timeout:g}s.")
+            self.pool.kill(InvocationCut(errors.SHUTDOWN_ERROR, message), block=True,
+                           timeout=CUT_ANSWER_TIMEOUT)
+        log.warning("Drained: %d of %d in-flight invocation(s) finished, %d cut at the "
+                    "%.1fs drain timeout.", running - cut, running, cut, self.drain_timeout)
+        return 0
+
+    def _cancel_idle_polls(self) -> None:
+        for slot in self.slots:
+            # An answer already waiting on the socket is an invocation: let the slot run it.
+            if slot.state == "polling" and not slot.client.has_unread_data():
+                slot.greenlet.kill(StopPolling, block=False)
+
+    # --- one slot ----------------------------------------------------------------------------
+
+    def _serve_slot(self, slot: Slot) -> None:
+        backoff = Backoff(self.retry_initial, self.retry_max)
+        try:
+            while not self.draining:
+                try:
+                    self._serve_one(slot, backoff)
+                except StopPolling:
+                    break
+                except PlatformFailure as failure:
+                    self.failure = failure
+                    self.stopping.set()
+                    break
+                except BaseException:  # noqa: BLE001 - a slot never dies (invariant 5)
+                    if self.draining:
+                        break
+                    log.exception("Slot %d recovered from an unexpected error", slot.number)
+                    gevent.sleep(backoff.next_delay())
+        finally:
+            slot.state = "stopped"
+            slot.client.close()
+
+    def _serve_one(self, slot: Slot, backoff: Backoff) -> None:
+        slot.state = "polling"
+        invocation = poll(slot.client, backoff, sleep=gevent.sleep)
+        slot.state = "running"
+        try:
+            self.invoker.run(invocation, slot.client)
+            self.answered += 1
+        finally:
+            slot.state = "idle"
+
+
+def deadline_guard(grace: float | None) -> Callable[[Invocation], ContextManager[Any]]:
+    """Reclaim the slot of an invocation still running ``grace`` seconds past its deadline.
+
+    On Managed Instances the platform marks a timed-out invocation failed but lets the code
+    run on, holding its slot for good. A gevent.Timeout raises into the handler's greenlet at
+    its next cooperative switch; a handler stuck in C code cannot be interrupted.
+    """
+    import contextlib
+
+    def guard(invocation: Invocation) -> ContextManager[Any]:
+        if grace is None:
+            return contextlib.nullcontext()
+        seconds = max(invocation.deadline_ms / 1000 - time.time(), 0) + grace
+        cut = InvocationCut(errors.TIMEOUT_ERROR,
+                            f"Task timed out: still running {grace:g}s after its deadline "
+                            f"(LMI_GEVENT_DEADLINE_GRACE); its slot was reclaimed.")
+        return gevent.Timeout(seconds, cut)
+
+    return guard
+
+
+def serve(address: str, invoker: Invoker, *, size: int, drain_timeout: float,
+          retry_initial: float, retry_max: float) -> int:
+    """Run the slots until SIGTERM/SIGINT (drain, exit 0) or a platform failure (exit 1)."""
+    slots = SlotPool(address, invoker, size=size, drain_timeout=drain_timeout,
+                     retry_initial=retry_initial, retry_max=retry_max)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, slots.request_stop, signum)
+    log.debug({"event": "runtime_worker_pool_initializing", "workerCount": size,
+               "executionEnvironmentMaxConcurrency": size})
+    slots.start()
+    slots.wait()
+    return slots.drain()
+
+
+def _flush_and_exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    os._exit(code)

@@ -1,0 +1,204 @@
+"""Every setting lmi-gevent reads, declared once: environment key, parser, default and doc.
+
+The README's settings table is checked against :data:`SETTINGS` by the test suite, so a
+setting cannot exist without documentation. This module imports only the stdlib pieces
+that are safe before ``gevent.monkey.patch_all()`` (no threading, no ssl).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping, NamedTuple
+
+MAX_CONCURRENCY_LIMIT = 1600  # the platform's upper bound for AWS_LAMBDA_MAX_CONCURRENCY
+
+
+class ConfigError(ValueError):
+    """A setting has a value lmi-gevent cannot use; ``env`` names the variable at fault."""
+
+    def __init__(self, env: str, message: str) -> None:
+        super().__init__(f"{env}: {message}")
+        self.env = env
+
+
+class Setting(NamedTuple):
+    name: str
+    env: str
+    parse: Callable[[str, str], Any]  # (env key, raw text) -> value; raises ConfigError
+    default: Any
+    doc: str
+
+
+def _text(env: str, raw: str) -> str:
+    return raw
+
+
+def _optional_text(env: str, raw: str) -> str | None:
+    return raw or None
+
+
+def _runtime_api(env: str, raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(env, f"expected host:port, got {raw!r}")
+    return raw
+
+
+def _max_concurrency(env: str, raw: str) -> int:
+    text = raw.strip()
+    if text == "":
+        return 1
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_CONCURRENCY_LIMIT:
+        raise ConfigError(
+            env,
+            f"must be a whole number from 1 to {MAX_CONCURRENCY_LIMIT} "
+            f"(unset or 1 = sequential), got {raw!r}",
+        )
+    return value
+
+
+def _log_format(env: str, raw: str) -> str:
+    # The official client treats anything but JSON as text; so do we, without failing init.
+    return "JSON" if raw.strip().upper() == "JSON" else "Text"
+
+
+_LEVEL_ALIASES = {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(env: str, raw: str) -> str | None:
+    text = raw.strip().upper()
+    if not text:
+        return None
+    text = _LEVEL_ALIASES.get(text, text)
+    if text not in _LEVELS:
+        raise ConfigError(env, f"expected one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL, got {raw!r}")
+    return text
+
+
+def _fd(env: str, raw: str) -> int | None:
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ConfigError(env, f"expected a file descriptor number, got {raw!r}")
+    return int(raw)
+
+
+def _seconds(env: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(env, f"expected a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def _seconds_or_off(env: str, raw: str) -> float | None:
+    if raw.strip().lower() in ("off", "false", "no", "none", "-1"):
+        return None
+    return _seconds(env, raw)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("runtime_api", "AWS_LAMBDA_RUNTIME_API", _runtime_api, None,
+            "host:port of the Runtime API. Set by Lambda; required."),
+    Setting("handler", "_HANDLER", _optional_text, None,
+            "The handler (`module.function`) when none is given on the command line. Set by Lambda."),
+    Setting("task_root", "LAMBDA_TASK_ROOT", _optional_text, None,
+            "Directory put first on `sys.path` before the handler is imported "
+            "(the current directory when unset)."),
+    Setting("max_concurrency", "AWS_LAMBDA_MAX_CONCURRENCY", _max_concurrency, 1,
+            "Invocations served at once. Unset, empty or 1: the classic sequential loop, no "
+            f"gevent. 2-{MAX_CONCURRENCY_LIMIT}: concurrent mode. Set by Lambda Managed Instances."),
+    Setting("log_format", "AWS_LAMBDA_LOG_FORMAT", _log_format, "Text",
+            "`JSON` or `Text` log records. Set by Lambda (always JSON on Managed Instances)."),
+    Setting("log_level", "AWS_LAMBDA_LOG_LEVEL", _log_level, None,
+            "Root logger level: TRACE, DEBUG, INFO, WARN, ERROR or FATAL. Unset: Python's "
+            "default (WARNING)."),
+    Setting("telemetry_fd", "_LAMBDA_TELEMETRY_LOG_FD", _fd, None,
+            "File descriptor for framed log records (classic Lambda). Removed from the "
+            "environment once read."),
+    Setting("log_socket", "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET", _optional_text, None,
+            "Unix socket that stdout and stderr are connected to (Managed Instances)."),
+    Setting("drain_timeout", "LMI_GEVENT_DRAIN_TIMEOUT", _seconds, 10.0,
+            "Seconds that in-flight invocations get to finish after SIGTERM/SIGINT before "
+            "they are cut (and answered with an error). A second signal exits at once."),
+    Setting("retry_initial", "LMI_GEVENT_RETRY_INITIAL", _seconds, 0.1,
+            "First back-off delay, in seconds, after a failed `/next`; it doubles per failure."),
+    Setting("retry_max", "LMI_GEVENT_RETRY_MAX", _seconds, 5.0,
+            "Cap, in seconds, on the back-off delay between `/next` retries (jittered)."),
+    Setting("stall_threshold", "LMI_GEVENT_STALL_THRESHOLD", _seconds_or_off, 0.1,
+            "Concurrent mode: warn when a handler blocks the event loop longer than this many "
+            "seconds (`off` disables the stall detector)."),
+    Setting("deadline_grace", "LMI_GEVENT_DEADLINE_GRACE", _seconds_or_off, 1.0,
+            "Concurrent mode: seconds past an invocation's deadline after which its greenlet is "
+            "killed, the invocation answered with a timeout error and its slot reused "
+            "(`off` keeps running it, like the platform does)."),
+)
+
+
+class Config:
+    """The parsed settings, one attribute per :data:`SETTINGS` entry."""
+
+    runtime_api: str
+    handler: str | None
+    task_root: str | None
+    max_concurrency: int
+    log_format: str
+    log_level: str | None
+    telemetry_fd: int | None
+    log_socket: str | None
+    drain_timeout: float
+    retry_initial: float
+    retry_max: float
+    stall_threshold: float | None
+    deadline_grace: float | None
+
+    def __init__(self, **values: Any) -> None:
+        for setting in SETTINGS:
+            setattr(self, setting.name, values.get(setting.name, setting.default))
+
+    @property
+    def concurrent(self) -> bool:
+        return self.max_concurrency > 1
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{s.name}={getattr(self, s.name)!r}" for s in SETTINGS)
+        return f"Config({fields})"
+
+
+def read_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """Parse one setting by attribute name; unset means its default."""
+    environ = os.environ if environ is None else environ
+    setting = next(s for s in SETTINGS if s.name == name)
+    raw = environ.get(setting.env)
+    if raw is None:
+        return setting.default
+    return setting.parse(setting.env, raw)
+
+
+def load(environ: Mapping[str, str] | None = None) -> tuple[Config, list[ConfigError]]:
+    """Read every setting; return the config and the problems found (never raises).
+
+    Problems are collected rather than raised so that the runtime can report them all in one
+    init error. A setting at fault keeps its default in the returned config.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    problems: list[ConfigError] = []
+    for setting in SETTINGS:
+        try:
+            values[setting.name] = read_setting(setting.name, environ)
+        except ConfigError as problem:
+            problems.append(problem)
+    config = Config(**values)
+    if config.runtime_api is None and not any(p.env == "AWS_LAMBDA_RUNTIME_API" for p in problems):
+        problems.append(ConfigError("AWS_LAMBDA_RUNTIME_API", "is not set; it must be host:port "
+                                    "of the Lambda Runtime API (use `lmi-gevent local` to run "
+                                    "a handler on this machine)"))
+    return config, problems

@@ -1,0 +1,160 @@
+"""One invocation: context -> unmarshal -> handler -> marshal -> exactly one answer.
+
+Both serving modes call :meth:`Invoker.run`; they differ only in how many run at once and how
+they stop (DESIGN.md invariant 6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from typing import Any, Callable, ContextManager
+
+from . import errors
+from .client import Invocation, RuntimeApiClient, RuntimeApiError
+from .context import REQUEST_ID, TENANT_ID, TRACE_ENV_KEY, TRACE_ID, LambdaContext
+from .logs import FunctionLog
+from .marshal import decode_event, encode_response
+
+log = logging.getLogger("lmi_gevent")
+
+# Platform limit on a synchronous response (PROTOCOL.md: 6 MiB + 100 bytes).
+RESPONSE_LIMIT = 6 * 1024 * 1024 + 100
+
+Guard = Callable[[Invocation], ContextManager[Any]]
+
+
+class InvocationCut(BaseException):
+    """Raised into a running handler to stop it; the invocation is answered with this error.
+
+    A BaseException so that handlers' ``except Exception`` blocks do not swallow it.
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+def _no_guard(invocation: Invocation) -> ContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+class Invoker:
+    """Runs invocations of one handler and posts their answers.
+
+    ``guard`` wraps the handler call (concurrent mode uses it to reclaim the slot of an
+    invocation that runs past its deadline). ``process_wide_trace_env`` sets the real
+    ``_X_AMZN_TRACE_ID`` environment variable, as the official client does in sequential mode.
+    """
+
+    def __init__(self, handler: Callable[[Any, Any], Any], function_log: FunctionLog, *,
+                 guard: Guard = _no_guard, process_wide_trace_env: bool = False) -> None:
+        self.handler = handler
+        self.function_log = function_log
+        self.guard = guard
+        self.process_wide_trace_env = process_wide_trace_env
+
+    def run(self, invocation: Invocation, client: RuntimeApiClient) -> None:
+        """Handle one invocation and post its one answer; PlatformFailure propagates."""
+        REQUEST_ID.set(invocation.request_id)
+        TENANT_ID.set(invocation.tenant_id)
+        TRACE_ID.set(invocation.trace_id)
+        if self.process_wide_trace_env:
+            _set_process_trace_env(invocation.trace_id)
+        try:
+            outcome = self._call_handler(invocation)
+            if outcome[0] == "response":
+                self._post_response(invocation, client, outcome[1], outcome[2])
+            else:
+                self._post_error(invocation, client, outcome[1], outcome[2])
+        finally:
+            REQUEST_ID.set(None)
+            TENANT_ID.set(None)
+            TRACE_ID.set(None)
+
+    def _call_handler(self, invocation: Invocation) -> tuple[str, Any, Any]:
+        try:
+            context = build_context(invocation)
+            event = decode_event(invocation.body, invocation.content_type)
+            with self.guard(invocation):
+                result = self.handler(event, context)
+            body, content_type = encode_response(result)
+        except InvocationCut as cut:
+            fault = errors.RuntimeFault(cut.error_type, cut.message)
+            return ("error", *errors.describe_exception(fault, invocation.request_id))
+        except BaseException as exc:  # noqa: BLE001 - SystemExit etc. must not kill the slot
+            return ("error", *errors.describe_exception(exc, invocation.request_id))
+        finally:
+            context = event = result = None  # drop references before the (slow) post
+        return "response", body, content_type
+
+    def _post_response(self, invocation: Invocation, client: RuntimeApiClient, body: bytes,
+                       content_type: str) -> None:
+        if len(body) > RESPONSE_LIMIT:
+            error = errors.error_body(
+                errors.RESPONSE_TOO_LARGE,
+                f"Response payload size ({len(body)} bytes) exceeded the maximum allowed "
+                f"payload size ({RESPONSE_LIMIT} bytes).", None, invocation.request_id)
+            self._post_error(invocation, client, error, None)
+            return
+        status = self._post(invocation, "response",
+                            lambda: client.post_response(invocation, body, content_type))
+        if status == 413:
+            error = errors.error_body(
+                errors.RESPONSE_TOO_LARGE,
+                f"The Runtime API refused the {len(body)}-byte response as too large (413).",
+                None, invocation.request_id)
+            self._post_error(invocation, client, error, None)
+
+    def _post_error(self, invocation: Invocation, client: RuntimeApiClient,
+                    error: dict[str, Any], cause: dict[str, Any] | None) -> None:
+        self.function_log.unhandled_error(error)
+        self._post(invocation, "error", lambda: client.post_error(invocation, error, cause))
+
+    def _post(self, invocation: Invocation, kind: str,
+              post: Callable[[], tuple[int, bytes]]) -> int | None:
+        """Post an answer; log (and survive) every outcome but PlatformFailure."""
+        try:
+            status, reply = post()
+        except RuntimeApiError as problem:
+            if problem.status == 500:
+                raise
+            log.error("Could not post the %s of invocation %s: %s", kind,
+                      invocation.request_id, problem)
+            return None
+        if status != 202:
+            log.warning("Runtime API answered %s to the %s of invocation %s: %s", status, kind,
+                        invocation.request_id, reply[:300].decode("utf-8", "replace"))
+        return status
+
+
+def build_context(invocation: Invocation) -> LambdaContext:
+    return LambdaContext(
+        invocation.request_id,
+        deadline_ms=invocation.deadline_ms,
+        invoked_function_arn=invocation.function_arn,
+        client_context=_json_header(invocation.client_context, "Client Context"),
+        cognito_identity=_json_header(invocation.cognito_identity, "Cognito Identity"),
+        tenant_id=invocation.tenant_id,
+        xray_trace_id=invocation.trace_id,
+    )
+
+
+def _json_header(raw: str | None, name: str) -> Any:
+    if not raw:  # an empty header means "none"
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as problem:
+        raise errors.RuntimeFault(errors.CONTEXT_UNMARSHAL_ERROR,
+                                  f"Unable to parse {name} JSON: {problem}") from None
+
+
+def _set_process_trace_env(trace_id: str | None) -> None:
+    if trace_id is None:
+        os.environ.pop(TRACE_ENV_KEY, None)
+    else:
+        os.environ[TRACE_ENV_KEY] = trace_id

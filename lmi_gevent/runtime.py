@@ -1,0 +1,94 @@
+"""Steps 3-6 of the lifecycle (steps 1-2, config and patching, are in :mod:`lmi_gevent.cli`).
+
+Read top to bottom: set up logging, load the handler (or report an init error and exit),
+then serve sequentially or on N slots until stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from . import errors, logs
+from .client import PlatformFailure, RuntimeApiClient, RuntimeApiError
+from .config import Config, ConfigError
+from .invoke import Invoker
+from .loader import load_handler
+
+log = logging.getLogger("lmi_gevent")
+
+INIT_ERROR_WARNING = ("LAMBDA_WARNING: the function failed to initialise, so no invocation can "
+                      "run. The error below comes from the handler module or its settings.")
+
+
+def run(handler_name: str, config: Config, problems: list[ConfigError],
+        early_imports: list[str]) -> int:
+    function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
+                              telemetry_fd=config.telemetry_fd, log_socket=config.log_socket)
+    client = RuntimeApiClient(config.runtime_api)
+    if problems:
+        body = errors.error_body(errors.CONFIGURATION_ERROR,
+                                 "; ".join(str(problem) for problem in problems), None)
+        return report_init_error(client, function_log, body)
+    if early_imports:
+        log.warning("Imported before gevent could patch them, so they may block every "
+                    "invocation at once: %s. Remove them from sitecustomize/PYTHONSTARTUP/.pth "
+                    "files or import them inside the handler module.", ", ".join(early_imports))
+
+    sys.path.insert(0, config.task_root or os.getcwd())
+    try:
+        handler = load_handler(handler_name)
+    except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
+        body, _ = errors.describe_exception(problem)
+        return report_init_error(client, function_log, body)
+
+    try:
+        if config.concurrent:
+            return _serve_concurrently(config, handler, function_log, client)
+        return _serve_sequentially(config, handler, function_log, client)
+    except PlatformFailure as failure:
+        log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
+        return 1
+
+
+def report_init_error(client: RuntimeApiClient, function_log: logs.FunctionLog,
+                      body: dict[str, Any]) -> int:
+    """Log and post an init error once, then tell the caller to exit non-zero."""
+    log.warning(INIT_ERROR_WARNING)
+    function_log.unhandled_error(body)
+    try:
+        status, reply = client.post_init_error(body)
+    except RuntimeApiError as problem:
+        log.error("Could not report the init error: %s", problem)
+        return 1
+    if status == 403:
+        # Another worker (or an earlier attempt) already reported init failure.
+        log.info("Init error already reported (403): %s", reply[:300].decode("utf-8", "replace"))
+    elif status != 202:
+        log.error("Runtime API answered %s to the init error: %s", status,
+                  reply[:300].decode("utf-8", "replace"))
+    return 1
+
+
+def _serve_sequentially(config: Config, handler: Any, function_log: logs.FunctionLog,
+                        client: RuntimeApiClient) -> int:
+    from .sequential import Backoff, serve
+
+    invoker = Invoker(handler, function_log, process_wide_trace_env=True)
+    serve(client, invoker, Backoff(config.retry_initial, config.retry_max))
+    return 0
+
+
+def _serve_concurrently(config: Config, handler: Any, function_log: logs.FunctionLog,
+                        client: RuntimeApiClient) -> int:
+    from . import concurrent
+    from .context import install_invocation_environ
+
+    client.close()  # each slot opens its own connection
+    install_invocation_environ()
+    invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace))
+    return concurrent.serve(config.runtime_api, invoker, size=config.max_concurrency,
+                            drain_timeout=config.drain_timeout,
+                            retry_initial=config.retry_initial, retry_max=config.retry_max)
