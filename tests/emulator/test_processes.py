@@ -1,0 +1,74 @@
+"""api.Emulator and RuntimeProcess never leave a process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import time
+
+import pytest
+
+from lmi_gevent.emulator.api import Emulator
+
+pytestmark = pytest.mark.timeout(30)
+
+FORKING_RUNTIME = textwrap.dedent('''
+    import os, sys, time
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print("child", child, flush=True)
+    print("env", os.environ["AWS_LAMBDA_RUNTIME_API"], os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY"), flush=True)
+    time.sleep(60)
+''')
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie still answers kill(0); it is dead for our purpose
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_dead(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_stop_kills_the_runtime_and_what_it_forked(monkeypatch):
+    monkeypatch.setenv("AWS_LAMBDA_MAX_CONCURRENCY", "99")
+    emu = Emulator()
+    runtime = emu.start_runtime([sys.executable, "-c", FORKING_RUNTIME])
+    deadline = time.monotonic() + 10
+    while "env" not in runtime.output() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lines = dict(line.split(" ", 1) for line in runtime.output().splitlines())
+    grandchild = int(lines["child"])
+    assert lines["env"] == f"{emu.runtime_api} None"  # the caller's setting is not inherited
+    emulator_pid = emu.pid
+    emu.stop()
+    assert wait_dead(runtime.pid) and wait_dead(grandchild) and wait_dead(emulator_pid)
+    assert runtime.returncode is not None
+
+
+def test_send_signal_reaches_the_runtime_and_wait_returns_its_code():
+    with Emulator() as emu:
+        script = "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\nprint('up', flush=True)\ntime.sleep(30)"
+        runtime = emu.start_runtime([sys.executable, "-c", script])
+        deadline = time.monotonic() + 10
+        while "up" not in runtime.output() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        runtime.send_signal(signal.SIGTERM)
+        assert runtime.wait(10) == 7
