@@ -405,6 +405,8 @@ def _json_body(request: _http.Request) -> dict[str, Any]:
 
 class EmulatorServer:
     """Both servers around one Sandbox. ``start()`` binds and returns at once (gevent).
+    ``runtime_host`` binds the Runtime API elsewhere than the Invoke API (``local`` keeps it
+    on loopback whatever ``--host`` says).
 
     >>> server = EmulatorServer(Settings(concurrency=4)); server.start()
     >>> server.runtime_api  # for AWS_LAMBDA_RUNTIME_API
@@ -412,12 +414,12 @@ class EmulatorServer:
     """
 
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1",
-                 runtime_port: int = 0, invoke_port: int = 0) -> None:
+                 runtime_port: int = 0, invoke_port: int = 0, runtime_host: str | None = None) -> None:
         self.settings = settings
         self.sandbox = Sandbox(settings)
         record_status = self.sandbox.record.status
         self._runtime = StreamServer(
-            (host, runtime_port),
+            (runtime_host or host, runtime_port),
             partial(serve_connection, router=_guarded(RuntimeApi(self.sandbox).route, record_status)),
             backlog=BACKLOG)
         self._invoke = StreamServer(
