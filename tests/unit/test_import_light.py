@@ -1,0 +1,35 @@
+"""`import lmi_gevent` (and the console script's module) import nothing heavy (invariant 1)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["ssl", "urllib3", "requests", "concurrent.futures", "gevent", "boto3", "http.client",
+         "ujson", "threading", "asyncio"]
+
+
+def modules_after(statement: str) -> list[str]:
+    code = (f"import sys\n{statement}\n"
+            f"print(__import__('json').dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                         check=True, cwd="/")
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("statement", [
+    "import lmi_gevent",
+    "import lmi_gevent.cli",
+    "import lmi_gevent.config",
+    "import lmi_gevent.__main__",
+])
+def test_importing_the_entry_points_pulls_in_nothing_heavy(statement: str) -> None:
+    # -I ignores PYTHONPATH; the package is installed (editable) in the test environment.
+    assert modules_after(statement) == []
+
+
+def test_config_loading_stays_light() -> None:
+    assert modules_after("import lmi_gevent.config as c; c.load({'AWS_LAMBDA_RUNTIME_API': 'h:1'})") == []
