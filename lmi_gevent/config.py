@@ -98,6 +98,15 @@ def _seconds(env: str, raw: str) -> float:
     return value
 
 
+def _on_off(env: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("", "1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(env, f"expected on/off (1/0, true/false, yes/no), got {raw!r}")
+
+
 def _seconds_or_off(env: str, raw: str) -> float | None:
     if raw.strip().lower() in ("off", "false", "no", "none", "-1"):
         return None
@@ -139,6 +148,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Concurrent mode: seconds past an invocation's deadline after which its greenlet is "
             "killed, the invocation answered with a timeout error and its slot reused "
             "(`off` keeps running it, like the platform does)."),
+    Setting("psycopg2_wait_callback", "LMI_GEVENT_PSYCOPG2_WAIT_CALLBACK", _on_off, True,
+            "Concurrent mode: register a gevent wait callback with psycopg2 so its queries let "
+            "other invocations run (`off` if the handler needs COPY or large objects, which "
+            "psycopg2 refuses with a wait callback)."),
 )
 
 
@@ -158,6 +171,7 @@ class Config:
     retry_max: float
     stall_threshold: float | None
     deadline_grace: float | None
+    psycopg2_wait_callback: bool
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:

@@ -1,0 +1,195 @@
+"""Make psycopg2 wait on gevent instead of blocking the whole process (concurrent mode).
+
+psycopg2 runs libpq in C: without help, a query blocks the hub, and every other invocation
+waits with it. psycopg2 has one hook for this, ``psycopg2.extensions.set_wait_callback``:
+with a callback registered, it drives libpq in non-blocking mode and calls the callback
+whenever it must wait for the socket. Ours waits with ``gevent.socket.wait_read/wait_write``,
+so other greenlets run meanwhile.
+
+:func:`install` registers that callback at once when psycopg2 is already imported, or the
+moment the handler imports it (at init or lazily inside an invocation) through a
+``sys.meta_path`` post-import hook. A handler that never imports psycopg2 never has it
+imported by us. Opt out with ``LMI_GEVENT_PSYCOPG2_WAIT_CALLBACK=0``.
+
+What changes for the handler once the callback is registered (each point is tested in
+``tests/drivers/test_psycopg2_cooperation.py``):
+
+* Queries, transactions, named (server-side) cursors and ``connection.cancel()`` from another
+  greenlet work as before. Connections made before the callback was registered (at init)
+  cooperate too.
+* ``COPY`` (``copy_from``, ``copy_to``, ``copy_expert``) and large objects (``lobject``)
+  raise ``psycopg2.ProgrammingError``: psycopg2 refuses them with a wait callback. A handler
+  that needs them must opt out (and then every query blocks the process).
+* One connection used by two invocations at once: the second one gets
+  ``ProgrammingError: execute cannot be used while an asynchronous query is underway``
+  instead of waiting its turn. Give each invocation its own connection (a pool).
+* An invocation interrupted while it waits (the deadline reclaims its slot, or the drain
+  cuts it) leaves its connection closed (``InterfaceError: connection already closed`` on
+  the next use), and the server keeps running the statement until it ends: set
+  ``statement_timeout``. We do not call ``cancel()`` then, because libpq's cancel request is
+  a blocking C call that would freeze every invocation if the server were unreachable.
+* libpq cannot enforce ``connect_timeout`` in non-blocking mode, so the callback does: a
+  connection attempt that has not completed within ``connect_timeout`` seconds (in total,
+  over all hosts tried) fails with ``OperationalError``.
+* Asynchronous connections (``async_=True``) are not affected: the caller polls them.
+* A wait callback registered by someone else (e.g. psycogreen) is left in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger("lmi_gevent")
+
+PSYCOPG2 = "psycopg2"
+
+
+def install() -> None:
+    """Have psycopg2 wait on gevent, now or as soon as psycopg2 is imported.
+
+    Call only in concurrent mode, after ``gevent.monkey.patch_all()``. Never imports
+    psycopg2 itself.
+    """
+    module = sys.modules.get(PSYCOPG2)
+    if module is not None and getattr(module, "extensions", None) is not None:
+        register_psycopg2_wait_callback(module)
+    else:
+        PostImportHook(PSYCOPG2, register_psycopg2_wait_callback).add()
+
+
+def register_psycopg2_wait_callback(psycopg2: ModuleType) -> bool:
+    """Register our gevent wait callback unless another one is set; True if ours is in place."""
+    extensions = psycopg2.extensions
+    current = extensions.get_wait_callback()
+    if current is not None:
+        if getattr(current, "lmi_gevent", False):
+            return True
+        # The user chose their own green callback (psycogreen, a custom one): respect it.
+        log.info("psycopg2 already has a wait callback (%r); lmi-gevent leaves it in place.",
+                 current)
+        return False
+    extensions.set_wait_callback(gevent_wait_callback(psycopg2))
+    log.debug("psycopg2 waits on gevent (LMI_GEVENT_PSYCOPG2_WAIT_CALLBACK).")
+    return True
+
+
+def gevent_wait_callback(psycopg2: ModuleType) -> Callable[[Any], None]:
+    """Build the callback psycopg2 calls whenever a connection must wait for its socket."""
+    from gevent.socket import wait_read, wait_write
+
+    extensions = psycopg2.extensions
+    waits = {extensions.POLL_READ: wait_read, extensions.POLL_WRITE: wait_write}
+    poll_ok, connecting = extensions.POLL_OK, extensions.STATUS_SETUP
+    operational_error = psycopg2.OperationalError
+
+    def wait(connection: Any) -> None:
+        # psycopg2 calls us once per operation; a connection attempt is one call, so one
+        # deadline bounds all of it.
+        deadline = _connect_deadline(connection) if connection.status == connecting else None
+        while True:
+            state = connection.poll()
+            if state == poll_ok:
+                return
+            wait_for = waits.get(state)
+            if wait_for is None:
+                raise operational_error(f"psycopg2 poll() returned an unknown state {state!r}")
+            if deadline is None:
+                wait_for(connection.fileno())
+                continue
+            left = deadline[1] - time.monotonic()
+            expired = operational_error(
+                f"timeout expired: no connection within connect_timeout={deadline[0]}s")
+            if left <= 0:
+                raise expired
+            wait_for(connection.fileno(), timeout=left, timeout_exc=expired)
+
+    wait.lmi_gevent = True  # type: ignore[attr-defined]  # marks the callback as ours
+    return wait
+
+
+def _connect_deadline(connection: Any) -> tuple[int, float] | None:
+    """(connect_timeout, monotonic deadline), or None to wait forever.
+
+    libpq enforces connect_timeout only in blocking mode, so in green mode we must.
+    """
+    raw = connection.get_dsn_parameters().get("connect_timeout")
+    try:
+        seconds = int(raw) if raw else 0
+    except ValueError:
+        return None
+    return (seconds, time.monotonic() + seconds) if seconds > 0 else None
+
+
+class PostImportHook:
+    """A ``sys.meta_path`` entry that calls ``on_import(module)`` right after ``name`` has
+    been imported (its code ran without error), then removes itself.
+
+    It finds nothing itself: it asks the finders after it, and wraps the loader they return
+    so that the module, once executed, is handed to ``on_import``. The module sees its real
+    loader in ``__loader__`` and ``__spec__.loader``.
+    """
+
+    def __init__(self, name: str, on_import: Callable[[ModuleType], object]) -> None:
+        self.name = name
+        self.on_import = on_import
+
+    def add(self) -> None:
+        if not any(isinstance(f, PostImportHook) and f.name == self.name for f in sys.meta_path):
+            sys.meta_path.insert(0, self)
+
+    def remove(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        if fullname != self.name:
+            return None
+        spec = self._find_with_later_finders(fullname, path, target)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _LoaderThenHook(spec.loader, self)
+        return spec
+
+    def _find_with_later_finders(self, fullname: str, path: Sequence[str] | None,
+                                 target: ModuleType | None) -> ModuleSpec | None:
+        finders = sys.meta_path
+        start = finders.index(self) + 1 if self in finders else 0
+        for finder in list(finders[start:]):
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(fullname, path, target) if find_spec is not None else None
+            if spec is not None:
+                return spec
+        return None
+
+    def imported(self, module: ModuleType) -> None:
+        self.remove()
+        try:
+            self.on_import(module)
+        except Exception:  # noqa: BLE001 - our hook must never break the handler's import
+            log.exception("lmi-gevent could not set up %s after it was imported; it will "
+                          "block other invocations while it waits.", self.name)
+
+
+class _LoaderThenHook:
+    """Runs the real loader, then the hook. Gone from the module before its code runs."""
+
+    def __init__(self, loader: Any, hook: PostImportHook) -> None:
+        self.loader = loader
+        self.hook = hook
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        # Hand the real loader back first: importlib.resources, pkgutil and the package's own
+        # code look at __loader__/__spec__.loader.
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        self.hook.imported(module)
