@@ -79,6 +79,7 @@ def collect(emulator_factory, root, argv: list[str], requests: list[dict[str, An
                         "endpoint": posted["endpoint"], "echo": posted["invocation_id_echo"],
                         "xray": posted["xray_cause_present"]})
     runtime.stop()
+    answers.append({"output": runtime.output()})
     return answers
 
 
@@ -107,7 +108,8 @@ def both(tmp_path_factory, request):  # type: ignore[no-untyped-def]
     finally:
         for emulator in emulators:
             emulator.stop()
-    return dict(zip([r.get("payload", {}).get("case", "raw") if isinstance(r.get("payload"), dict)
+    logs = {"logs": (ours.pop()["output"], theirs.pop()["output"])}
+    return logs | dict(zip([r.get("payload", {}).get("case", "raw") if isinstance(r.get("payload"), dict)
                      else ("raw" if r["content_type"] != "application/json" else "broken")
                      for r in requests], zip(ours, theirs)))
 
@@ -155,7 +157,18 @@ def test_context_matches(both) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_both_echo_the_invocation_id(both) -> None:  # type: ignore[no-untyped-def]
-    assert all(ours["echo"] == theirs["echo"] == "ok" for ours, theirs in both.values())
+    assert all(ours["echo"] == theirs["echo"] == "ok" for name, (ours, theirs) in both.items() if name != "logs")
+
+
+def test_unhandled_error_log_lines_match(both) -> None:  # type: ignore[no-untyped-def]
+    def error_lines(output: str) -> list[str]:
+        return [line for line in output.split("\n") if line.startswith("[ERROR] ")]
+
+    ours, theirs = (error_lines(output) for output in both["logs"])
+    assert len(ours) == len(theirs) == 4  # raise, raise_custom, set, broken
+    for mine, official in zip(ours, theirs):
+        if "UnmarshalError" not in mine:
+            assert mine == official
 
 
 INIT_CASES = {
