@@ -1,0 +1,365 @@
+"""The stall detector: warn when an invocation blocks the gevent hub (concurrent mode).
+
+All N invocations share one thread. A handler that calls into C without yielding (a
+blocking driver, ``ctypes``, an unpatched sleep) or computes for long freezes every other
+invocation in the process. This module names the invocation that did it, for how long, and
+the stack where it blocked, once per call site.
+
+How it works, and who does what:
+
+* gevent's monitor thread (``GEVENT_MONITOR_THREAD_ENABLE``) wakes up every
+  ``max_blocking_time`` seconds; when no greenlet switch happened since its last look it
+  publishes :class:`gevent.events.EventLoopBlocked`. Our subscriber runs in that OS thread
+  and only copies the blocked thread's frames (file, line, function: no I/O, no locks, no
+  gevent calls, no logging), tagged with the number of the run it saw.
+* A greenlet trace function in the hub thread numbers every run of a greenlet and times
+  it. When a run that lasted at least the threshold ends, it reads the request id from the
+  greenlet's own context (``gr_context``: greenlet refuses that read from another thread
+  while the greenlet runs) and queues a report with the exact duration.
+* A short-lived greenlet logs the queued reports through ``logging.getLogger("lmi_gevent")``
+  with the blocked invocation's request id on the record, once the block is over: nothing
+  is ever written from the monitor thread.
+
+gevent's own report is not used: it states ``max_blocking_time`` rather than the real
+duration, repeats every period while the block lasts, cannot tell which invocation blocked,
+and is printed from the monitor thread.
+
+Imported only in concurrent mode, after ``gevent.monkey.patch_all()``.
+"""
+
+from __future__ import annotations
+
+import linecache
+import logging
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any, Callable, NamedTuple
+
+import gevent
+import gevent.events
+import greenlet
+
+from .context import REQUEST_ID, TENANT_ID
+
+log = logging.getLogger("lmi_gevent")
+
+# Frames kept per sample: enough to reach the handler from deep inside a driver.
+STACK_DEPTH = 64
+# Call sites reported in full; past this, new sites are only counted (memory stays bounded).
+MAX_CALL_SITES = 100
+# Repeats at one call site are summarised at these counts (and every 10x after).
+FIRST_REPEAT_SUMMARY = 10
+
+
+class Frame(NamedTuple):
+    filename: str
+    lineno: int
+    function: str
+
+
+@dataclass
+class Stall:
+    """One run of a greenlet that held the hub for at least the threshold."""
+
+    seconds: float
+    request_id: str | None
+    tenant_id: str | None
+    stack: list[Frame]  # outermost first
+    sampled: bool  # False: the stack is where the greenlet yielded, not where it blocked
+
+
+@dataclass
+class CallSite:
+    """Stalls seen at one place in the code (the innermost frame of user code)."""
+
+    where: str
+    count: int = 0
+    total: float = 0.0
+    longest: float = 0.0
+    next_summary: int = FIRST_REPEAT_SUMMARY
+
+
+@dataclass
+class _Sample:
+    run: int
+    stack: list[Frame] = field(default_factory=list)
+
+
+def watch(threshold: float) -> StallDetector:
+    """Start warning about runs of a greenlet longer than ``threshold`` seconds.
+
+    Call from the hub's thread (the main thread), after patching. Returns the detector so
+    that tests and tools can :meth:`~StallDetector.stop` it.
+    """
+    detector = StallDetector(threshold)
+    detector.start()
+    return detector
+
+
+class StallDetector:
+    def __init__(self, threshold: float) -> None:
+        if not threshold > 0:
+            raise ValueError(f"the stall threshold must be above 0 seconds, got {threshold!r}")
+        self.threshold = threshold
+        self.hub = gevent.get_hub()
+        self.sites: dict[str, CallSite] = {}
+        self.unreported_sites = 0
+        # (run number, start time, greenlet running): one tuple so that the monitor thread
+        # never sees the fields of two different runs.
+        self._run: tuple[int, float, Any] = (0, perf_counter(), greenlet.getcurrent())
+        self._sample: _Sample | None = None
+        self._queue: list[Stall] = []
+        self._flush_scheduled = False
+        self._previous_trace: Callable[[str, Any], Any] | None = None
+        self._started = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        _start_monitor_thread(self.hub, sample_period=self.threshold / 2)
+        gevent.events.subscribers.append(self._on_event_loop_blocked)
+        self._run = (0, perf_counter(), greenlet.getcurrent())
+        self._previous_trace = greenlet.settrace(self._on_switch)
+        self._started = True
+
+    def stop(self) -> None:
+        """Uninstall the trace function and the subscriber (the monitor thread stays)."""
+        if not self._started:
+            return
+        self._started = False
+        greenlet.settrace(self._previous_trace)
+        if self._on_event_loop_blocked in gevent.events.subscribers:
+            gevent.events.subscribers.remove(self._on_event_loop_blocked)
+
+    # --- monitor thread ---------------------------------------------------------------------
+
+    def _on_event_loop_blocked(self, event: object) -> None:
+        # Runs in gevent's monitor OS thread. An exception here would reach gevent's error
+        # handler from the wrong thread, so nothing may escape.
+        try:
+            if isinstance(event, gevent.events.EventLoopBlocked):
+                self._take_sample(event.greenlet)
+        except Exception:  # noqa: BLE001 - see above; a lost sample only degrades the stack
+            pass
+
+    def _take_sample(self, blocked: Any) -> None:
+        run, _, running = self._run
+        if running is not blocked or (self._sample is not None and self._sample.run == run):
+            return  # a stale event, or this block is already sampled
+        frame = sys._current_frames().get(self.hub.thread_ident)
+        stack = _frames_from(frame)
+        del frame  # frames hold the handler's locals; do not keep them alive
+        if self._run[0] == run:  # still the same block: the stack belongs to it
+            self._sample = _Sample(run, stack)
+
+    # --- hub thread -------------------------------------------------------------------------
+
+    def _on_switch(self, event: str, args: Any) -> Any:
+        # Runs inside every greenlet switch in the hub thread: it must not switch, block or
+        # log. It only times the run that is ending and queues a report.
+        now = perf_counter()
+        run, started, running = self._run
+        self._run = (run + 1, now, args[1])
+        if now - started >= self.threshold and running is not self.hub and running is not None:
+            self._queue_stall(running, now - started, run)
+        if self._previous_trace is not None:
+            return self._previous_trace(event, args)
+        return None
+
+    def _queue_stall(self, blocked: Any, seconds: float, run: int) -> None:
+        sample = self._sample
+        if sample is not None and sample.run == run:
+            stack, sampled = sample.stack, True
+        else:  # the block ended before the monitor thread looked
+            stack, sampled = _frames_from(getattr(blocked, "gr_frame", None)), False
+        context = getattr(blocked, "gr_context", None)
+        request_id = context.get(REQUEST_ID) if context is not None else None
+        tenant_id = context.get(TENANT_ID) if context is not None else None
+        self._queue.append(Stall(seconds, request_id, tenant_id, stack, sampled))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.hub.loop.run_callback(self._flush)
+
+    def _flush(self) -> None:
+        # A loop callback runs in the hub greenlet, which must never wait; logging may
+        # (handler locks are gevent locks), so it happens in a greenlet of its own.
+        self._flush_scheduled = False
+        stalls, self._queue = self._queue, []
+        gevent.spawn(self._report_all, stalls)
+
+    def _report_all(self, stalls: list[Stall]) -> None:
+        for stall in stalls:
+            # This greenlet's own context: the record carries the blocked invocation's ids.
+            REQUEST_ID.set(stall.request_id)
+            TENANT_ID.set(stall.tenant_id)
+            self.report(stall)
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    def report(self, stall: Stall) -> None:
+        """Log ``stall`` in full the first time its call site blocks; count it after that."""
+        where = call_site(stall.stack)
+        site = self.sites.get(where)
+        if site is None:
+            if len(self.sites) >= MAX_CALL_SITES:
+                self._count_unreported_site()
+                return
+            site = self.sites[where] = CallSite(where)
+        site.count += 1
+        site.total += stall.seconds
+        site.longest = max(site.longest, stall.seconds)
+        if site.count == 1:
+            self._log_first(stall, site)
+        elif site.count >= site.next_summary:
+            site.next_summary *= 10
+            self._log_summary(stall, site)
+
+    def _log_first(self, stall: Stall, site: CallSite) -> None:
+        who = (f"Invocation {stall.request_id}" if stall.request_id
+               else "Code running outside any invocation")
+        where = "where it blocked" if stall.sampled else "where it next yielded"
+        lines = [
+            f"{who} blocked the event loop for {stall.seconds:.3f}s at {site.where} "
+            f"(LMI_GEVENT_STALL_THRESHOLD={self.threshold:g}s): no other invocation in this "
+            "process ran meanwhile. A C extension or CPU-bound code did not yield to gevent; "
+            "use a gevent-compatible library, or run the call in gevent's threadpool.",
+            f"Stack {where} (most recent call last):",
+            *format_stack(user_stack(stall.stack)),
+            "Later stalls at this call site are counted, not shown.",
+        ]
+        log.warning(_line_break().join(lines), extra={"stall": self._fields(stall, site)})
+
+    def _log_summary(self, stall: Stall, site: CallSite) -> None:
+        log.warning("The event loop was blocked at %s %d times so far (longest %.3fs, %.3fs in "
+                    "all); the latest: invocation %s, %.3fs. The first report has the stack.",
+                    site.where, site.count, site.longest, site.total, stall.request_id or "-",
+                    stall.seconds, extra={"stall": self._fields(stall, site)})
+
+    def _count_unreported_site(self) -> None:
+        self.unreported_sites += 1
+        if self.unreported_sites == 1:
+            log.warning("The event loop was blocked at more than %d different call sites; "
+                        "stalls at new call sites are no longer reported.", MAX_CALL_SITES)
+
+    def _fields(self, stall: Stall, site: CallSite) -> dict[str, Any]:
+        # Structured copy of the report for JSON logs (and `lmi-gevent check`).
+        return {"requestId": stall.request_id, "seconds": round(stall.seconds, 6),
+                "threshold": self.threshold, "site": site.where, "count": site.count,
+                "sampled": stall.sampled,
+                "stack": [f"{f.filename}:{f.lineno} in {f.function}"
+                          for f in user_stack(stall.stack)]}
+
+
+# --- the monitor thread ------------------------------------------------------------------------
+
+def _start_monitor_thread(hub: Any, sample_period: float) -> None:
+    """Start gevent's monitor thread with a period of ``sample_period`` seconds.
+
+    Half the threshold: gevent reports only a block that spans a whole period, so this is
+    what guarantees a sample for every block longer than the threshold.
+    """
+    gevent.config.max_blocking_time = sample_period
+    # gevent prints its own report (from the monitor thread) unless told not to; the user
+    # can still ask for it with GEVENT_MONITOR_PRINT_BLOCKING_REPORTS.
+    if ("GEVENT_MONITOR_PRINT_BLOCKING_REPORTS" not in os.environ
+            and "print_blocking_reports" in gevent.config.settings):
+        gevent.config.print_blocking_reports = False
+    gevent.config.monitor_thread = True
+    monitor = hub.start_periodic_monitoring_thread()
+    if "print_blocking_reports" not in gevent.config.settings:
+        # gevent < 25.4.1: this method is the documented place to redirect its report.
+        monitor._show_blocking_report = lambda hub, report, greenlet: (greenlet, report)
+
+
+# --- stacks ---------------------------------------------------------------------------------------
+
+def _frames_from(frame: Any) -> list[Frame]:
+    """The stack ending at ``frame``, outermost first; reads no source files."""
+    frames: list[Frame] = []
+    while frame is not None and len(frames) < STACK_DEPTH:
+        code = frame.f_code
+        frames.append(Frame(code.co_filename, frame.f_lineno or 0, code.co_name))
+        frame = frame.f_back
+    frames.reverse()
+    return frames
+
+
+def format_stack(stack: list[Frame]) -> list[str]:
+    lines = []
+    for frame in stack:
+        lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.function}')
+        source = linecache.getline(frame.filename, frame.lineno).strip()
+        if source:
+            lines.append(f"    {source}")
+    return lines
+
+
+def _directories(*paths: str) -> tuple[str, ...]:
+    return tuple(sorted({os.path.join(os.path.realpath(path), "") for path in paths}))
+
+
+_PLUMBING = _directories(os.path.dirname(os.path.abspath(__file__)),
+                         os.path.dirname(gevent.__file__), os.path.dirname(greenlet.__file__))
+_SITE_PACKAGES = _directories(*(sysconfig.get_paths()[key] for key in ("purelib", "platlib")),
+                              *(path for path in sys.path if path.endswith("-packages")))
+# os.py lives in the stdlib itself (a venv's sysconfig "stdlib" is the venv's own lib dir).
+_STDLIB = _directories(os.path.dirname(os.__file__))
+
+
+def frame_kind(frame: Frame) -> str:
+    """``plumbing`` (lmi-gevent, gevent, greenlet), ``third-party``, ``stdlib`` or ``user``."""
+    if frame.filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+        return "plumbing"
+    path = os.path.realpath(frame.filename)
+    if path.startswith(_PLUMBING):
+        return "plumbing"
+    if path.startswith(_SITE_PACKAGES):  # checked before the stdlib, which may contain it
+        return "third-party"
+    if path.startswith(_STDLIB):
+        return "stdlib"
+    return "user"
+
+
+def user_stack(stack: list[Frame]) -> list[Frame]:
+    """``stack`` without the runtime's own outer frames (slot loop, invoke path)."""
+    for start, frame in enumerate(stack):
+        if frame_kind(frame) != "plumbing":
+            return stack[start:]
+    return stack
+
+
+def call_site(stack: list[Frame]) -> str:
+    """``file:line`` where a stall is attributed, for deduplication and the report.
+
+    The innermost frame of the function's own code, so that a blocking driver is reported
+    where the handler calls it. Dependencies deployed into the task root (the usual Lambda
+    package) count as the function's code. Failing that, the innermost third-party frame,
+    then the innermost frame.
+    """
+    kinds = [frame_kind(frame) for frame in stack]
+    for wanted in ("user", "third-party"):
+        for frame, kind in zip(reversed(stack), reversed(kinds)):
+            if kind == wanted:
+                return f"{frame.filename}:{frame.lineno}"
+    if stack:
+        return f"{stack[-1].filename}:{stack[-1].lineno}"
+    return "<unknown>"
+
+
+def _line_break() -> str:
+    """The separator that keeps a multi-line report in one log event.
+
+    Text records on stdout are split into events at newlines, so there (as the official
+    client does for errors) lines are joined with a carriage return; JSON and framed
+    records keep newlines intact.
+    """
+    from .logs import FramedSink, JsonFormatter, LambdaLogHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LambdaLogHandler):
+            framed = isinstance(handler.sink, FramedSink)
+            return "\n" if framed or isinstance(handler.formatter, JsonFormatter) else "\r"
+    return "\n"
