@@ -91,6 +91,9 @@ def _serve_concurrently(config: Config, handler: Any, function_log: logs.Functio
     if config.psycopg2_wait_callback:
         from .cooperation import install as install_driver_cooperation
         install_driver_cooperation()
+    if config.stall_threshold:
+        from . import stalls
+        stalls.watch(config.stall_threshold)
     invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace))
     return concurrent.serve(config.runtime_api, invoker, size=config.max_concurrency,
                             drain_timeout=config.drain_timeout,
