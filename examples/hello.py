@@ -1,0 +1,6 @@
+"""The smallest handler. Run: lmi-gevent local examples/hello.handler --concurrency 4"""
+
+
+def handler(event, context):
+    name = event.get("name", "world") if isinstance(event, dict) else "world"
+    return {"message": f"Hello, {name}!", "request_id": context.aws_request_id}
