@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_concurrent import SlowServer
-from tests.support import RUNTIME, in_ci, start_runtime
+from tests.support import in_ci, start_runtime
 
 pytestmark = pytest.mark.timeout(90)
 

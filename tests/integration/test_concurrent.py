@@ -182,7 +182,7 @@ def test_trace_id_is_per_invocation_for_legacy_environ_readers(emulator_factory,
 
     with __import__("concurrent.futures").futures.ThreadPoolExecutor(n) as pool:
         bodies = list(pool.map(call, range(n)))
-    for trace, body in zip(traces, bodies):
+    for trace, body in zip(traces, bodies, strict=True):
         assert body["before"] == body["after"] == body["ctx"] == trace
     assert emulator.stats()["max_in_flight"] == n
 
@@ -236,7 +236,7 @@ def test_worker_pool_initializing_record_is_logged_once(emulator_factory, app) -
     emulator = emulator_factory(concurrency=5, timeout=30)
     runtime = start_runtime(emulator, app, concurrency=5,
                             env={"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"})
-    records = [json.loads(l) for l in runtime.output().splitlines() if l.startswith("{")]
+    records = [json.loads(line) for line in runtime.output().splitlines() if line.startswith("{")]
     pool = [r for r in records if isinstance(r["message"], dict)
             and r["message"].get("event") == "runtime_worker_pool_initializing"]
     assert len(pool) == 1 and pool[0]["level"] == "DEBUG"

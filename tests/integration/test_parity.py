@@ -109,9 +109,14 @@ def both(tmp_path_factory, request):  # type: ignore[no-untyped-def]
         for emulator in emulators:
             emulator.stop()
     logs = {"logs": (ours.pop()["output"], theirs.pop()["output"])}
-    return logs | dict(zip([r.get("payload", {}).get("case", "raw") if isinstance(r.get("payload"), dict)
-                     else ("raw" if r["content_type"] != "application/json" else "broken")
-                     for r in requests], zip(ours, theirs)))
+    names = [_case_name(r) for r in requests]
+    return logs | dict(zip(names, zip(ours, theirs, strict=True), strict=True))
+
+
+def _case_name(request: dict[str, Any]) -> str:
+    if isinstance(request.get("payload"), dict):
+        return request["payload"]["case"]
+    return "raw" if request["content_type"] != "application/json" else "broken"
 
 
 @pytest.mark.parametrize("case", ["dict", "str", "none", "decimal", "namedtuple", "bytes", "raw"])
@@ -166,7 +171,7 @@ def test_unhandled_error_log_lines_match(both) -> None:  # type: ignore[no-untyp
 
     ours, theirs = (error_lines(output) for output in both["logs"])
     assert len(ours) == len(theirs) == 4  # raise, raise_custom, set, broken
-    for mine, official in zip(ours, theirs):
+    for mine, official in zip(ours, theirs, strict=True):
         if "UnmarshalError" not in mine:
             assert mine == official
 

@@ -3,7 +3,6 @@ in sequential mode. Each scenario runs a fresh interpreter: import order is proc
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -66,7 +65,7 @@ def test_modules_imported_before_patching_are_named_in_a_warning(emulator_factor
     runtime = start_runtime(emulator, task_root(probe=PROBE), "probe.handler", concurrency=2,
                             env={"PYTHONPATH": str(early) + ":" + __import__("os").environ.get("PYTHONPATH", "")})
     assert emulator.invoke({}).status == 200
-    warning = next(l for l in runtime.output().splitlines() if "Imported before gevent could patch" in l)
+    warning = next(line for line in runtime.output().splitlines() if "Imported before gevent could patch" in line)
     assert "ssl" in warning and "queue" in warning and warning.startswith("[WARNING]")
     assert "MonkeyPatchWarning" not in runtime.output()  # one clear line instead of gevent's
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import struct
-import sys
 from pathlib import Path
 
 import pytest
@@ -126,7 +124,7 @@ def test_handler_exception_is_an_error_answer_and_an_error_log(served) -> None: 
     answer = emulator.answers(1)[0]
     assert answer["error_type_header"] == "ValueError" and answer["xray_cause_present"]
     assert emulator.invoke({"action": "echo"}).status == 200  # still serving
-    line = next(l for l in runtime.output().split("\n") if l.startswith("[ERROR] ValueError"))
+    line = next(line for line in runtime.output().split("\n") if line.startswith("[ERROR] ValueError"))
     assert line.startswith(f"[ERROR] ValueError: boom {body['requestId']}\rTraceback (most recent call last):\r")
 
 
@@ -162,7 +160,7 @@ def test_text_logs_carry_the_request_id(served) -> None:  # type: ignore[no-unty
     emulator.invoke({"action": "echo"})  # a later invocation flushes nothing of the earlier one
     output = runtime.output()
     assert "printed line\n" in output and "context log line\n" in output
-    warning = next(l for l in output.splitlines() if "warned" in l)
+    warning = next(line for line in output.splitlines() if "warned" in line)
     level, stamp, rid, message = warning.split("\t")
     assert (level, rid, message) == ("[WARNING]", request_id, f"warned {request_id}")
     assert "debug detail" not in output  # no AWS_LAMBDA_LOG_LEVEL: Python's default WARNING
@@ -175,7 +173,7 @@ def test_json_logs_and_log_level(emulator_factory, app) -> None:  # type: ignore
     emulator.invoke({"action": "log"}, tenant_id="tenant-j")
     request_id = emulator.answers(1)[0]["request_id"]
     emulator.invoke({"action": "raise"})
-    records = [json.loads(l) for l in runtime.output().splitlines() if l.startswith("{")]
+    records = [json.loads(line) for line in runtime.output().splitlines() if line.startswith("{")]
     mine = [r for r in records if r.get("logger") == "app"]
     assert {r["level"] for r in mine} == {"WARNING", "DEBUG"}
     assert all(r["requestId"] == request_id and r["tenantId"] == "tenant-j" for r in mine)
