@@ -18,6 +18,8 @@ from gevent.event import Event
 
 from .server import EmulatorServer, Settings
 
+PARENT_CHECK_SECONDS = 0.5
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -54,7 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strict", action="store_true",
                         help="no queue: reject an invoke with 400 Runtime.Unavailable when no poll is open")
     parser.add_argument("--function-name", default="function")
+    parser.add_argument("--max-events", type=positive_int, default=20000,
+                        help="events kept in the timeline (oldest dropped first)")
+    parser.add_argument("--max-answers", type=positive_int, default=200,
+                        help="runtime answers kept for /_lmi/answers")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when the process that started this one dies (used by api.Emulator)")
     return parser
+
+
+def watch_parent(stopping: Event) -> None:
+    """Stop once the parent is gone (re-parented), so a killed test run leaves nothing behind."""
+    parent = os.getppid()
+
+    def check() -> None:
+        while os.getppid() == parent:
+            gevent.sleep(PARENT_CHECK_SECONDS)
+        stopping.set()
+
+    gevent.spawn(check)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,13 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.queue is not None and args.queue < 0:
         build_parser().error("--queue must be 0 or more")
     settings = Settings(concurrency=args.concurrency, timeout=args.timeout, queue=args.queue,
-                        strict=args.strict, function_name=args.function_name)
+                        strict=args.strict, function_name=args.function_name,
+                        max_events=args.max_events, max_answers=args.max_answers)
     server = EmulatorServer(settings, host=args.host, runtime_port=args.runtime_port,
                             invoke_port=args.invoke_port)
     server.start()
     stopping = Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stopping.set)
+    if args.exit_with_parent:
+        watch_parent(stopping)
     ready = {"runtime_api": server.runtime_api, "invoke_url": server.invoke_url, "pid": os.getpid()}
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()

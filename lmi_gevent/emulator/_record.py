@@ -52,6 +52,8 @@ class Record:
         self.in_flight = 0
         self.queued = 0
         self.init_error: dict[str, Any] | None = None
+        # When the first GET /next arrived (monotonic): on Lambda, init ends there.
+        self.first_poll_t: float | None = None
         self._started = time.monotonic()
         self.reset()
 
@@ -112,6 +114,7 @@ class Record:
             max_queued=self.max_queued,
             max_polls_plus_in_flight=self.max_polls_plus_in_flight,
             init_error=self.init_error,
+            first_poll_t=self.first_poll_t,
             status_codes={
                 endpoint: {str(code): n for code, n in sorted(codes.items())}
                 for endpoint, codes in self.status_codes.items()

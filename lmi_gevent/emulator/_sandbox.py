@@ -227,7 +227,9 @@ class Sandbox:
     def open_poll(self) -> Invocation | Poll:
         """A GET /next arrived: hand it a queued invocation now, or a Poll to wait on."""
         self.record.count("polls_opened_total")
-        self.record.event("poll_open")
+        entry = self.record.event("poll_open")
+        if self.record.first_poll_t is None:
+            self.record.first_poll_t = entry["t"]
         if self._queue:
             inv = self._queue.popleft()
             self.record.shift(queued=-1)
@@ -261,9 +263,11 @@ class Sandbox:
             poll.result.set(inv)
 
     def requeue(self, inv: Invocation) -> None:
-        """The /next answer carrying ``inv`` could not be written: give it to another poll."""
-        if self._in_flight.pop(inv.request_id, None) is None:
+        """The /next answer carrying ``inv`` never reached the runtime: give it to another
+        poll. Ignored once the invocation was answered or timed out."""
+        if inv.state != "dispatched" or self._in_flight.get(inv.request_id) is not inv:
             return
+        del self._in_flight[inv.request_id]
         self._stop_timer(inv)
         inv.state = "queued"
         self.record.shift(in_flight=-1)

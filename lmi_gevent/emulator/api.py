@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -134,7 +133,8 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-_LIVE: "weakref.WeakSet[Emulator]" = weakref.WeakSet()
+# Strong references: an Emulator dropped without stop() must still be stopped at exit.
+_LIVE: set[Emulator] = set()
 
 
 @atexit.register
@@ -149,16 +149,19 @@ class Emulator:
 
     Arguments mirror ``python -m lmi_gevent.emulator``: ``concurrency`` is N (measured, not
     enforced), ``timeout`` the function timeout in seconds, ``queue`` how many invocations may
-    wait for a poll (None: max(100, 4N)), ``strict`` rejects invokes when no poll is open.
+    wait for a poll (None: max(100, 4N)), ``strict`` rejects invokes when no poll is open;
+    ``max_events`` / ``max_answers`` bound the timeline and the answers log.
     Raises EmulatorError when the process does not come up.
     """
 
     def __init__(self, *, concurrency: int = 1, timeout: float = 30.0, queue: int | None = None,
                  strict: bool = False, function_name: str = "function",
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, max_events: int = 20000, max_answers: int = 200) -> None:
         self.function_name = function_name
         argv = [python, "-m", "lmi_gevent.emulator", "--concurrency", str(concurrency),
-                "--timeout", str(timeout), "--function-name", function_name]
+                "--timeout", str(timeout), "--function-name", function_name,
+                "--max-events", str(max_events), "--max-answers", str(max_answers),
+                "--exit-with-parent"]
         if queue is not None:
             argv += ["--queue", str(queue)]
         if strict:

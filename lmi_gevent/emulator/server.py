@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
-from gevent import get_hub
+from gevent import get_hub, sleep
 from gevent.server import StreamServer
 
 from . import _http
@@ -45,6 +45,10 @@ FAULT_ENDPOINTS = ("next", "response", "error", "init_error", "invoke")
 # Thousands of slots may long-poll at once; the default listen backlog would drop them.
 BACKLOG = 4096
 _JSON = ("Content-Type", "application/json")
+# How long to wait for a peer's RST after its FIN (loopback round trips take microseconds).
+UNREAD_CHECK_SECONDS = 0.05
+# The most frequent answer of all, rendered once.
+_ACCEPTED = _http.render_response(202, (_JSON,), b'{"status":"OK"}')
 
 
 class Connection:
@@ -56,6 +60,9 @@ class Connection:
         # gevent keeps the real, non-blocking socket here; peeking at it from a hub callback
         # must never block or switch.
         self.raw: Any = getattr(sock, "_sock", sock)
+        # Set while an answer we wrote may still sit unread at the peer; called if the peer
+        # then resets the connection (see serve_connection).
+        self.on_reset_unread: Callable[[], None] | None = None
 
     def send(self, status: int, headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
              body: bytes = b"", *, close: bool = False) -> None:
@@ -126,16 +133,38 @@ def serve_connection(sock: socket.socket, address: Any, *, router: Router) -> No
         while True:
             request = _http.read_request_head(conn.rfile)
             if request is None:
+                _check_unread_after_eof(conn)
                 return
+            conn.on_reset_unread = None  # the peer is talking, so it read our last answer
             _http.read_body(request, conn.rfile, conn.sock)
             if not router(request, conn) or not request.keep_alive:
                 return
     except _http.BadRequest as exc:
         _try_send(conn, 400, {"errorType": "BadRequest", "errorMessage": str(exc)})
+    except ConnectionResetError:
+        # Linux answers close() with RST instead of FIN only when unread data was left in
+        # the receive buffer: the peer never read what we wrote last.
+        if conn.on_reset_unread is not None:
+            conn.on_reset_unread()
     except OSError:
         pass  # the peer went away mid-request; nothing left to answer
     finally:
         conn.close()
+
+
+def _check_unread_after_eof(conn: Connection) -> None:
+    """The peer closed right after we wrote to it. If its FIN crossed our write, its kernel
+    answers the write with RST a moment later: then it never read what we sent. (Linux
+    reports a RST that arrives after the FIN as EPIPE, before it as ECONNRESET.)"""
+    if conn.on_reset_unread is None:
+        return
+    sleep(UNREAD_CHECK_SECONDS)
+    try:
+        conn.raw.recv(1, socket.MSG_DONTWAIT)
+    except (ConnectionResetError, BrokenPipeError):
+        conn.on_reset_unread()
+    except OSError:
+        pass
 
 
 def _try_send(conn: Connection, status: int, document: dict[str, str]) -> None:
@@ -239,6 +268,8 @@ class RuntimeApi:
             self.sandbox.requeue(inv)
             return False
         self.record.status("next", 200)
+        # A runtime that dies before reading this leaves it unread: give it to another poll.
+        conn.on_reset_unread = lambda: self.sandbox.requeue(inv)
         return True
 
     def _answer(self, request_id: str, kind: str, request: _http.Request, conn: Connection) -> bool:
@@ -258,7 +289,7 @@ class RuntimeApi:
     def _reply(self, endpoint: str, rejection: Rejection | None, conn: Connection) -> bool:
         if rejection is None:
             self.record.status(endpoint, 202)
-            conn.send_json(202, {"status": "OK"})
+            conn.sock.sendall(_ACCEPTED)
         else:
             self.record.status(endpoint, rejection.status)
             conn.send(rejection.status, (_JSON,), rejection.body())

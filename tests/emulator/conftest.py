@@ -88,6 +88,11 @@ class RuntimeConnection:
         return response.status
 
     def hang_up(self) -> None:
+        """Close the socket the way a dying process does (close, no shutdown first)."""
+        self.http.close()
+
+    def shut_down(self) -> None:
+        """shutdown() + close(): also wakes a thread blocked reading this connection."""
         if self.http.sock is not None:
             try:
                 self.http.sock.shutdown(socket.SHUT_RDWR)
@@ -128,7 +133,7 @@ class FakeRuntime:
     def stop(self) -> None:
         self._stopping.set()
         for conn in self._connections:
-            conn.hang_up()
+            conn.shut_down()
         for thread in self._threads:
             thread.join(timeout=5)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -50,15 +52,17 @@ def wait_dead(pid: int, timeout: float = 10) -> bool:
 def test_stop_kills_the_runtime_and_what_it_forked(monkeypatch):
     monkeypatch.setenv("AWS_LAMBDA_MAX_CONCURRENCY", "99")
     emu = Emulator()
-    runtime = emu.start_runtime([sys.executable, "-c", FORKING_RUNTIME])
-    deadline = time.monotonic() + 10
-    while "env" not in runtime.output() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    lines = dict(line.split(" ", 1) for line in runtime.output().splitlines())
-    grandchild = int(lines["child"])
-    assert lines["env"] == f"{emu.runtime_api} None"  # the caller's setting is not inherited
-    emulator_pid = emu.pid
-    emu.stop()
+    try:
+        runtime = emu.start_runtime([sys.executable, "-c", FORKING_RUNTIME])
+        deadline = time.monotonic() + 10
+        while not re.search(r"^env .*\n", runtime.output(), re.M) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        lines = dict(line.split(" ", 1) for line in runtime.output().splitlines())
+        grandchild = int(lines["child"])
+        assert lines["env"] == f"{emu.runtime_api} None"  # the caller's setting is not inherited
+        emulator_pid = emu.pid
+    finally:
+        emu.stop()
     assert wait_dead(runtime.pid) and wait_dead(grandchild) and wait_dead(emulator_pid)
     assert runtime.returncode is not None
 
@@ -72,3 +76,14 @@ def test_send_signal_reaches_the_runtime_and_wait_returns_its_code():
             time.sleep(0.02)
         runtime.send_signal(signal.SIGTERM)
         assert runtime.wait(10) == 7
+
+
+def test_emulator_exits_when_the_process_that_started_it_dies():
+    script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+              "from lmi_gevent.emulator.api import Emulator\n"
+              "emu = Emulator(); print(emu.pid, flush=True)\n"
+              "import os; os._exit(0)  # no atexit, no stop(): as if killed\n")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", script, repo], capture_output=True, text=True, timeout=20)
+    emulator_pid = int(out.stdout.split()[0])
+    assert wait_dead(emulator_pid, timeout=5)

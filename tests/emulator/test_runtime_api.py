@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 import uuid
@@ -254,20 +255,37 @@ def test_caller_that_hangs_up_while_queued_is_dropped(emu, fake_runtimes):
     assert [json.loads(d.body) for d in runtime.received] == [{"x": 2}]
 
 
+def test_invocation_written_but_never_read_is_requeued(emu, fake_runtimes, background):
+    doomed = RuntimeConnection(emu.runtime_api)
+    doomed.start_next()
+    emu.wait_for(lambda s: s["open_polls"] == 1)
+    caller = background(emu.invoke, {"n": 1})
+    emu.wait_for(lambda s: s["status_codes"]["next"].get("200") == 1)  # written to doomed
+    doomed.hang_up()  # dies with the answer unread: its kernel resets the connection
+    emu.wait_for(lambda s: s["requeued"] == 1 and s["queued"] == 1 and s["in_flight"] == 0)
+    runtime = fake_runtimes(emu)
+    assert caller.result(10).json() == {"n": 1}
+    assert [json.loads(d.body) for d in runtime.received] == [{"n": 1}]
+    requeue = emu.events(kind="requeue")
+    assert len(requeue) == 1 and requeue[0]["request_id"] == runtime.received[0].request_id
+
+
 def test_invocations_are_not_lost_when_polls_hang_up_as_they_arrive(emu, fake_runtimes, background):
-    """Races a hang-up against a dispatch many times: every invocation must still be
+    """Races a runtime's death against a dispatch many times: every invocation must still be
     answered through the surviving runtime, whichever side wins each race."""
     fake_runtimes(emu, slots=1)
     emu.wait_for(lambda s: s["open_polls"] == 1)
-    for round_ in range(20):
+    jitter = random.Random(4)
+    for round_ in range(30):
         doomed = RuntimeConnection(emu.runtime_api)
         doomed.start_next()
-        emu.wait_for(lambda s: s["open_polls"] >= 1 and s["polls_opened_total"] >= round_ + 2)
+        emu.wait_for(lambda s: s["open_polls"] == 2)
         caller = background(emu.invoke, {"round": round_})
+        time.sleep(jitter.random() * 0.001)
         doomed.hang_up()
         assert caller.result(10).json() == {"round": round_}
     stats = emu.stats()
-    assert stats["responses"] == 20
+    assert stats["responses"] == 30 and stats["timed_out"] == 0
     assert stats["polls_disconnected"] + stats["requeued"] >= 1
 
 
@@ -366,6 +384,7 @@ def test_reset_stats_zeroes_counters_and_keeps_present_state(emu, fake_runtimes)
     fake_runtimes(emu, slots=2)
     emu.wait_for(lambda s: s["open_polls"] == 2)
     emu.invoke()
+    emu.wait_for(lambda s: s["open_polls"] == 2)  # the slot that answered polls again
     emu.reset_stats()
     stats = emu.stats()
     assert stats["dispatched"] == 0 and stats["polls_opened_total"] == 0
