@@ -12,8 +12,9 @@ Stdlib only: the functions take a buffered binary reader and a socket-like objec
 from __future__ import annotations
 
 import http
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Protocol
+from typing import BinaryIO, Protocol
 
 # An X-Ray error cause header may be close to 1 MiB (the official client drops it only at
 # 1 MiB), so a header line has to be allowed to be that long.

@@ -12,8 +12,9 @@ import random
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from gevent import get_hub
 from gevent.event import AsyncResult

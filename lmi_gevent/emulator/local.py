@@ -23,7 +23,8 @@ import shlex
 import signal
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 RUNTIME_CMD_ENV = "LMI_GEVENT_LOCAL_RUNTIME_CMD"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
@@ -255,9 +256,11 @@ class _Session:
     def _after_init_error(self) -> int:
         error = self.init_error or {}
         print(f"{PROG}: init error {error.get('type')}: {error.get('message')}", file=sys.stderr)
+        from gevent.subprocess import TimeoutExpired
+
         try:
             self.child.wait(timeout=INIT_ERROR_EXIT_SECONDS)
-        except Exception:  # gevent's TimeoutExpired: the runtime lingers, so kill it
+        except TimeoutExpired:  # the runtime lingers after its init error: kill it
             self._kill_child()
         code = _exit_code(self.child.returncode) if self.child.returncode is not None else 1
         return code or 1
@@ -294,11 +297,13 @@ class _Session:
     def _kill_child(self) -> None:
         if self.child is None:
             return
+        from gevent.subprocess import TimeoutExpired
+
         self._signal_group(signal.SIGKILL)
         try:
             self.child.wait(timeout=5)
-        except Exception:
-            pass
+        except TimeoutExpired:  # unkillable (D state): nothing more can be done from here
+            print(f"{PROG}: runtime pid {self.child.pid} did not die after SIGKILL", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ import socket
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from gevent import get_hub, sleep
@@ -36,7 +37,7 @@ from ._sandbox import (
     new_trace_id,
 )
 
-__all__ = ["EmulatorServer", "Settings", "Sandbox"]
+__all__ = ["EmulatorServer", "Sandbox", "Settings"]
 
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
 INVOKE_PREFIX = "/2015-03-31/functions/"

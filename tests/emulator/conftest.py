@@ -6,9 +6,9 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import pytest
 
@@ -179,11 +179,11 @@ def runtime_conn(emu: Emulator) -> Iterator[RuntimeConnection]:
 
 
 @pytest.fixture
-def background() -> Iterator[Callable[..., "Future[object]"]]:
+def background() -> Iterator[Callable[..., Future[object]]]:
     """Run a blocking call (usually an invoke) in a thread; returns its Future."""
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="test-bg")
 
-    def submit(fn: Callable[..., object], *args: object, **kwargs: object) -> "Future[object]":
+    def submit(fn: Callable[..., object], *args: object, **kwargs: object) -> Future[object]:
         return pool.submit(fn, *args, **kwargs)
 
     yield submit

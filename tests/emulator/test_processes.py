@@ -55,7 +55,7 @@ def test_stop_kills_the_runtime_and_what_it_forked(monkeypatch):
     try:
         runtime = emu.start_runtime([sys.executable, "-c", FORKING_RUNTIME])
         deadline = time.monotonic() + 10
-        while not re.search(r"^env .*\n", runtime.output(), re.M) and time.monotonic() < deadline:
+        while not re.search(r"^env .*\n", runtime.output(), re.MULTILINE) and time.monotonic() < deadline:
             time.sleep(0.02)
         lines = dict(line.split(" ", 1) for line in runtime.output().splitlines())
         grandchild = int(lines["child"])

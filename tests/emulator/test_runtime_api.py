@@ -231,7 +231,7 @@ def test_open_polls_are_counted_and_a_hung_up_poll_stops_counting(emu, backgroun
     assert stats["polls_disconnected"] == 1 and stats["max_open_polls"] == 3
     callers = [background(emu.invoke, {"n": n}) for n in range(2)]
     delivered = [conn.finish_next() for conn in conns[1:]]
-    for conn, inv in zip(conns[1:], delivered):
+    for conn, inv in zip(conns[1:], delivered, strict=True):
         assert conn.answer(inv, body=inv.body)[0] == 202
     assert sorted(c.result(10).json()["n"] for c in callers) == [0, 1]
     closes = emu.events(kind="poll_close")

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("gevent")
 
-from lmi_gevent.emulator._sandbox import Invocation, Poll, Sandbox, Settings  # noqa: E402
+from lmi_gevent.emulator._sandbox import Invocation, Poll, Sandbox, Settings
 
 pytestmark = pytest.mark.timeout(10)
 
