@@ -137,8 +137,10 @@ def decode_client_context(value: str) -> str:
     """Caller's base64 X-Amz-Client-Context -> compact JSON for the runtime header.
 
     Re-serialising matters: a pretty-printed document would put line breaks into a header.
-    Raises ValueError for anything that is not base64 of a JSON object.
+    Raises ValueError for anything that is not base64 of a JSON object; "" stays "".
     """
+    if not value:
+        return ""
     try:
         document = json.loads(base64.b64decode(value, validate=True))
     except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -146,6 +148,21 @@ def decode_client_context(value: str) -> str:
     if not isinstance(document, dict):
         raise ValueError("client context must be a JSON object")
     return json.dumps(document, separators=(",", ":"))
+
+
+def decode_cognito_identity(value: str) -> str:
+    """Caller's X-Amz-Cognito-Identity JSON -> the runtime header, keeping the two fields RIE
+    keeps. Raises ValueError unless it is a JSON object; "" stays ""."""
+    if not value:
+        return ""
+    try:
+        document = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"X-Amz-Cognito-Identity is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValueError("X-Amz-Cognito-Identity must be a JSON object")
+    kept = {key: str(document.get(key, "")) for key in ("cognitoIdentityId", "cognitoIdentityPoolId")}
+    return json.dumps(kept, separators=(",", ":"))
 
 
 def function_error(error_type: str, message: str) -> CallerAnswer:
@@ -210,6 +227,10 @@ class Sandbox:
         body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
         headers = (("Content-Type", "application/json"), ("X-Amzn-ErrorType", error_type))
         return CallerAnswer(status, headers, body)
+
+    def is_live(self, request_id: str) -> bool:
+        """True while an invocation with this id waits or runs."""
+        return request_id in self._in_flight or any(inv.request_id == request_id for inv in self._queue)
 
     def abandon(self, inv: Invocation) -> None:
         """The caller hung up. A queued invocation is dropped; a dispatched one runs on and

@@ -256,13 +256,21 @@ class Emulator:
 
     def invoke(self, payload: bytes | str | object = b"{}", *, content_type: str = "application/json",
                client_context: dict[str, Any] | None = None, tenant_id: str | None = None,
-               trace_id: str | None = None, timeout: float = 60) -> InvokeResult:
+               trace_id: str | None = None, timeout: float = 60, request_id: str | None = None,
+               cognito_identity: dict[str, str] | None = None) -> InvokeResult:
         """Invoke the function synchronously through the Invoke API.
 
         ``payload``: bytes as they are, str as UTF-8, anything else as JSON.
         ``client_context`` is sent base64-encoded in X-Amz-Client-Context, as the SDKs do.
+        ``request_id`` (X-Amzn-RequestId) chooses the invocation's id, as RIE allows;
+        ``cognito_identity`` ({"cognitoIdentityId", "cognitoIdentityPoolId"}) goes in
+        X-Amz-Cognito-Identity. Raises TimeoutError after ``timeout`` seconds without answer.
         """
         headers = {"Content-Type": content_type}
+        if request_id is not None:
+            headers["X-Amzn-RequestId"] = request_id
+        if cognito_identity is not None:
+            headers["X-Amz-Cognito-Identity"] = json.dumps(cognito_identity)
         if client_context is not None:
             headers["X-Amz-Client-Context"] = base64.b64encode(json.dumps(client_context).encode()).decode()
         if tenant_id is not None:

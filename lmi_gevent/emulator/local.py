@@ -2,7 +2,8 @@
 child process, so a user can curl it (and try N-way concurrency) on a laptop.
 
     lmi-gevent local app.handler --concurrency 8
-    curl -XPOST http://127.0.0.1:8080/2015-03-31/functions/function/invocations -d '{}'
+    curl -XPOST http://127.0.0.1:8080/2015-03-31/functions/function/invocations \
+         -H 'Content-Type: application/json' -d '{}'
 
 The child is ``[sys.executable, "-m", "lmi_gevent", HANDLER]``. For tests only, another
 command can stand in for it: the ``runtime_cmd`` argument of ``main``, or the environment
@@ -230,7 +231,7 @@ class _Session:
         try:
             url = server.invoke_url + INVOKE_PATH
             print(f"{PROG}: {self.args.handler} (concurrency {self.args.concurrency}) — "
-                  f"try: curl -s -XPOST {url} -d '{{}}'", flush=True)
+                  f"try: curl -s -XPOST {url} -H 'Content-Type: application/json' -d '{{}}'", flush=True)
             return self._wait_for_end()
         finally:
             for handler in handlers:

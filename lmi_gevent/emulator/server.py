@@ -34,6 +34,7 @@ from ._sandbox import (
     Sandbox,
     Settings,
     decode_client_context,
+    decode_cognito_identity,
     new_trace_id,
 )
 
@@ -342,21 +343,28 @@ class InvokeApi:
         if len(request.body) > MAX_EVENT_BYTES:
             return _error_answer(413, "RequestEntityTooLargeException",
                                  f"Request must be smaller than {MAX_EVENT_BYTES} bytes for the InvokeFunction operation")
-        client_context = ""
-        if headers.get("x-amz-client-context"):
-            try:
-                client_context = decode_client_context(headers["x-amz-client-context"])
-            except ValueError as exc:
-                return _error_answer(400, "InvalidRequestContentException", str(exc))
-        return Invocation(
+        try:
+            client_context = decode_client_context(headers.get("x-amz-client-context", ""))
+            cognito_identity = decode_cognito_identity(headers.get("x-amz-cognito-identity", ""))
+        except ValueError as exc:
+            return _error_answer(400, "InvalidRequestContentException", str(exc))
+        inv = Invocation(
             body=request.body,
+            # Passed through as RIE does: `curl -d` sends form-urlencoded, which a runtime
+            # following the official client hands to the handler as raw bytes.
             content_type=headers.get("content-type") or "application/json",
             trace_id=headers.get("x-amzn-trace-id") or new_trace_id(),
             client_context=client_context,
-            # Not an AWS Invoke header: lets tests hand the runtime a Cognito identity.
-            cognito_identity=headers.get("x-lmi-cognito-identity", ""),
+            cognito_identity=cognito_identity,
             tenant_id=headers.get("x-amz-tenant-id"),
         )
+        # RIE lets the caller choose the request id; two live invocations may not share one.
+        chosen_id = headers.get("x-amzn-requestid")
+        if chosen_id:
+            if self.sandbox.is_live(chosen_id):
+                return _error_answer(400, "DuplicatedInvokeId", f"request id {chosen_id} is already in use")
+            inv.request_id = chosen_id
+        return inv
 
     def _wait(self, inv: Invocation, conn: Connection) -> CallerAnswer | None:
         watch = HangupWatch(conn, lambda: self.sandbox.abandon(inv))

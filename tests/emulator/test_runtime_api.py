@@ -424,3 +424,34 @@ def test_emulator_fails_clearly_with_a_broken_interpreter(tmp_path):
     fake_python.chmod(0o755)
     with pytest.raises(EmulatorError, match="exited with 3"):
         Emulator(python=str(fake_python))
+
+
+def test_cognito_identity_and_chosen_request_id_pass_through(emu, fake_runtimes):
+    runtime = fake_runtimes(emu)
+    identity = {"cognitoIdentityId": "id-1", "cognitoIdentityPoolId": "pool-1", "extra": "dropped"}
+    result = emu.invoke(request_id="my-request-1", cognito_identity=identity)
+    assert result.headers["x-amzn-requestid"] == "my-request-1"
+    headers = runtime.received[0].headers
+    assert headers["lambda-runtime-aws-request-id"] == "my-request-1"
+    assert json.loads(headers["lambda-runtime-cognito-identity"]) == {
+        "cognitoIdentityId": "id-1", "cognitoIdentityPoolId": "pool-1"}
+
+
+def test_a_request_id_already_live_is_refused(emu, background):
+    first = background(emu.invoke, request_id="same")
+    emu.wait_for(lambda s: s["queued"] == 1)
+    second = emu.invoke(request_id="same")
+    assert (second.status, second.json()["errorType"]) == (400, "DuplicatedInvokeId")
+    conn = RuntimeConnection(emu.runtime_api)
+    inv = conn.next()
+    assert inv.request_id == "same"
+    assert conn.answer(inv)[0] == 202
+    assert first.result(10).status == 200
+    conn.hang_up()
+
+
+def test_emulator_process_exits_0_on_sigterm(emulator_factory):
+    emu = emulator_factory()
+    process = emu._process
+    emu.stop()
+    assert process.returncode == 0
