@@ -1,21 +1,20 @@
-"""The Lambda Runtime API over keep-alive HTTP/1.1 (stdlib ``http.client``).
+"""The Lambda Runtime API over keep-alive HTTP/1.1 (see :mod:`lmi_gevent._http`).
 
 One :class:`RuntimeApiClient` per slot: each owns one connection, so a slot's long-poll never
-waits behind another slot's post. Imported only after the serving mode is chosen (http.client
-pulls in ssl, which gevent must patch first).
+waits behind another slot's post. Imported only after the serving mode is chosen, so that in
+concurrent mode its sockets are gevent's.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import select
-import socket
 import sys
 from typing import Any
 
 from . import __version__
+from ._http import Connection, ConnectionLost
 from .marshal import to_json
 
 API_PREFIX = "/2018-06-01/runtime"
@@ -54,65 +53,31 @@ class Invocation:
     __slots__ = ("request_id", "deadline_ms", "function_arn", "trace_id", "client_context",
                  "cognito_identity", "tenant_id", "invocation_id", "content_type", "body")
 
-    def __init__(self, headers: http.client.HTTPMessage, body: bytes) -> None:
-        request_id = headers.get("Lambda-Runtime-Aws-Request-Id") or ""
+    def __init__(self, headers: dict[str, str], body: bytes) -> None:
+        """``headers``: the /next response's headers with lower-cased names."""
+        request_id = headers.get("lambda-runtime-aws-request-id") or ""
         if not _SAFE_ID.match(request_id):
             raise InvalidInvocation(
                 f"Lambda-Runtime-Aws-Request-Id header is missing or unsafe: {request_id!r}")
         self.request_id = request_id
-        deadline = headers.get("Lambda-Runtime-Deadline-Ms") or ""
+        deadline = headers.get("lambda-runtime-deadline-ms") or ""
         try:
             self.deadline_ms = int(deadline)
         except ValueError:
             raise InvalidInvocation(
                 f"Lambda-Runtime-Deadline-Ms header is not epoch milliseconds: {deadline!r}"
             ) from None
-        self.function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn")
-        self.trace_id = headers.get("Lambda-Runtime-Trace-Id")
-        self.client_context = headers.get("Lambda-Runtime-Client-Context")
-        self.cognito_identity = headers.get("Lambda-Runtime-Cognito-Identity")
-        self.tenant_id = headers.get("Lambda-Runtime-Aws-Tenant-Id")
-        self.invocation_id = headers.get(INVOCATION_ID_HEADER)
-        self.content_type = headers.get("Content-Type")
+        self.function_arn = headers.get("lambda-runtime-invoked-function-arn")
+        self.trace_id = headers.get("lambda-runtime-trace-id")
+        self.client_context = headers.get("lambda-runtime-client-context")
+        self.cognito_identity = headers.get("lambda-runtime-cognito-identity")
+        self.tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+        self.invocation_id = headers.get("lambda-runtime-invocation-id")
+        self.content_type = headers.get("content-type")
         self.body = body
 
     def __repr__(self) -> str:
         return f"Invocation({self.request_id})"
-
-
-class _Connection(http.client.HTTPConnection):
-    """An HTTPConnection that sends each request in one write, with Nagle disabled.
-
-    Two writes per request (headers, then body) cost a 40 ms delayed-ACK stall per call on
-    loopback when Nagle is on; one write and TCP_NODELAY avoid it.
-    """
-
-    _held: list[bytes] | None = None
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def send(self, data: Any) -> None:
-        if self._held is not None:
-            self._held.append(bytes(data))
-        else:
-            super().send(data)
-
-    def send_request(self, method: str, path: str, headers: dict[str, str],
-                     body: bytes | None) -> None:
-        self.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in headers.items():
-            self.putheader(name, value)
-        if body is not None:
-            self.putheader("Content-Length", str(len(body)))
-        self._held = []
-        try:
-            self.endheaders()
-            request = b"".join(self._held) + (body or b"")
-        finally:
-            self._held = None
-        super().send(request)
 
 
 class RuntimeApiClient:
@@ -121,8 +86,7 @@ class RuntimeApiClient:
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
         self.address = address
-        # No timeout: /next is a long-poll that may legitimately wait for hours.
-        self._conn = _Connection(host, int(port), timeout=None)
+        self._conn = Connection(host, int(port))
 
     def close(self) -> None:
         self._conn.close()
@@ -136,22 +100,21 @@ class RuntimeApiClient:
         return bool(readable)
 
     def _call(self, method: str, path: str, headers: dict[str, str] | None = None,
-              body: bytes | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+              body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         all_headers = {"User-Agent": USER_AGENT}
         if headers:
             all_headers.update(headers)
         for attempt in (1, 2):
             try:
-                self._conn.send_request(method, path, all_headers, body)
-                response = self._conn.getresponse()
-                return response.status, response.headers, response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                response = self._conn.request(method, path, all_headers, body)
+                return response.status, response.headers, response.body
+            except (ConnectionLost, BrokenPipeError, ConnectionResetError) as exc:
                 self._conn.close()
                 # A keep-alive connection the server already closed fails on first use;
                 # one fresh connection is the standard remedy.
                 if attempt == 2:
                     raise RuntimeApiError(path, None, f"connection lost ({exc})") from exc
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 self._conn.close()
                 raise RuntimeApiError(path, None, f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")

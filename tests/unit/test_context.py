@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import http.client
 import subprocess
 import sys
 import textwrap
@@ -29,12 +28,9 @@ FULL_HEADERS = {
 
 
 def invocation(**overrides: str | None) -> Invocation:
-    message = http.client.HTTPMessage()
     deadline = str(int(time.time() * 1000) + 30_000)
-    for name, value in {**FULL_HEADERS, "Lambda-Runtime-Deadline-Ms": deadline, **overrides}.items():
-        if value is not None:
-            message[name] = value
-    return Invocation(message, b"{}")
+    headers = {**FULL_HEADERS, "Lambda-Runtime-Deadline-Ms": deadline, **overrides}
+    return Invocation({name.lower(): value for name, value in headers.items() if value is not None}, b"{}")
 
 
 def test_context_from_full_headers(monkeypatch: pytest.MonkeyPatch) -> None:
