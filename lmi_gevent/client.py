@@ -44,14 +44,15 @@ class PlatformFailure(RuntimeApiError):
 
 
 class InvalidInvocation(ValueError):
-    """A ``/next`` response the runtime cannot answer (the header at fault is named)."""
+    """A ``/next`` response the runtime cannot answer: its request id is missing or unsafe."""
 
 
 class Invocation:
     """One event from ``/next`` with the headers that describe it."""
 
     __slots__ = ("request_id", "deadline_ms", "function_arn", "trace_id", "client_context",
-                 "cognito_identity", "tenant_id", "invocation_id", "content_type", "body")
+                 "cognito_identity", "tenant_id", "invocation_id", "content_type", "body",
+                 "header_problem")
 
     def __init__(self, headers: dict[str, str], body: bytes) -> None:
         """``headers``: the /next response's headers with lower-cased names."""
@@ -60,13 +61,16 @@ class Invocation:
             raise InvalidInvocation(
                 f"Lambda-Runtime-Aws-Request-Id header is missing or unsafe: {request_id!r}")
         self.request_id = request_id
+        # Any other bad header still leaves an answerable invocation: it is answered with an
+        # error naming the header (see invoke.build_context) instead of being dropped.
+        self.header_problem: str | None = None
         deadline = headers.get("lambda-runtime-deadline-ms") or ""
         try:
             self.deadline_ms = int(deadline)
         except ValueError:
-            raise InvalidInvocation(
-                f"Lambda-Runtime-Deadline-Ms header is not epoch milliseconds: {deadline!r}"
-            ) from None
+            self.deadline_ms = 0
+            self.header_problem = (
+                f"Lambda-Runtime-Deadline-Ms header is not epoch milliseconds: {deadline!r}")
         self.function_arn = headers.get("lambda-runtime-invoked-function-arn")
         self.trace_id = headers.get("lambda-runtime-trace-id")
         self.client_context = headers.get("lambda-runtime-client-context")

@@ -132,6 +132,8 @@ class Invoker:
 
 
 def build_context(invocation: Invocation) -> LambdaContext:
+    if invocation.header_problem:
+        raise errors.RuntimeFault(errors.CONTEXT_UNMARSHAL_ERROR, invocation.header_problem)
     return LambdaContext(
         invocation.request_id,
         deadline_ms=invocation.deadline_ms,

@@ -85,9 +85,14 @@ def test_unsafe_request_ids_are_refused_naming_the_header(request_id: str | None
         invocation(**{"Lambda-Runtime-Aws-Request-Id": request_id})
 
 
-def test_bad_deadline_is_refused_naming_the_header() -> None:
-    with pytest.raises(InvalidInvocation, match="Lambda-Runtime-Deadline-Ms"):
-        invocation(**{"Lambda-Runtime-Deadline-Ms": "soon"})
+@pytest.mark.parametrize("deadline", [None, "", "soon", "1.5e12"])
+def test_bad_deadline_is_a_context_error_naming_the_header(deadline: str | None) -> None:
+    bad = invocation(**{"Lambda-Runtime-Deadline-Ms": deadline})
+    assert bad.request_id  # still answerable
+    with pytest.raises(errors.RuntimeFault) as caught:
+        build_context(bad)
+    assert caught.value.error_type == "Runtime.LambdaContextUnmarshalError"
+    assert "Lambda-Runtime-Deadline-Ms" in caught.value.message
 
 
 def test_invocation_environ_gives_each_context_its_own_trace_id() -> None:
