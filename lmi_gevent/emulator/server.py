@@ -123,7 +123,8 @@ class HangupWatch:
 Router = Callable[[_http.Request, Connection], bool]
 
 
-def serve_connection(sock: socket.socket, address: Any, *, router: Router) -> None:
+def serve_connection(sock: socket.socket, address: Any, *, router: Router,
+                     on_bad_request: Callable[[], None] | None = None) -> None:
     """Read requests off one keep-alive connection until it closes; ``router`` answers each
     and returns False when the connection must not be reused."""
     try:
@@ -142,6 +143,8 @@ def serve_connection(sock: socket.socket, address: Any, *, router: Router) -> No
             if not router(request, conn) or not request.keep_alive:
                 return
     except _http.BadRequest as exc:
+        if on_bad_request is not None:
+            on_bad_request()
         _try_send(conn, 400, {"errorType": "BadRequest", "errorMessage": str(exc)})
     except ConnectionResetError:
         # Linux answers close() with RST instead of FIN only when unread data was left in
@@ -457,14 +460,17 @@ class EmulatorServer:
                  runtime_port: int = 0, invoke_port: int = 0, runtime_host: str | None = None) -> None:
         self.settings = settings
         self.sandbox = Sandbox(settings)
-        record_status = self.sandbox.record.status
+        record = self.sandbox.record
+        bad = partial(record.count, "bad_requests")
         self._runtime = StreamServer(
             (runtime_host or host, runtime_port),
-            partial(serve_connection, router=_guarded(RuntimeApi(self.sandbox).route, record_status)),
+            partial(serve_connection, router=_guarded(RuntimeApi(self.sandbox).route, record.status),
+                    on_bad_request=bad),
             backlog=BACKLOG)
         self._invoke = StreamServer(
             (host, invoke_port),
-            partial(serve_connection, router=_guarded(InvokeApi(self.sandbox).route, record_status)),
+            partial(serve_connection, router=_guarded(InvokeApi(self.sandbox).route, record.status),
+                    on_bad_request=bad),
             backlog=BACKLOG)
 
     def start(self) -> None:

@@ -455,3 +455,30 @@ def test_emulator_process_exits_0_on_sigterm(emulator_factory):
     process = emu._process
     emu.stop()
     assert process.returncode == 0
+
+
+def test_garbage_on_the_wire_gets_400_and_is_counted(emu):
+    import socket
+
+    host, port = emu.runtime_api.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert emu.stats()["bad_requests"] == 1
+
+
+def test_chunked_and_expect_continue_bodies_are_read(emu, runtime_conn, background):
+    import socket
+
+    caller = background(emu.invoke)
+    inv = runtime_conn.next()
+    host, port = emu.runtime_api.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall((f"POST /2018-06-01/runtime/invocation/{inv.request_id}/response HTTP/1.1\r\n"
+                      f"Lambda-Runtime-Invocation-Id: {inv.invocation_id}\r\n"
+                      "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n").encode())
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 202 ")
+    assert caller.result(10).body == b"hello world"
