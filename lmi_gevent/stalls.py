@@ -12,10 +12,14 @@ How it works, and who does what:
   publishes :class:`gevent.events.EventLoopBlocked`. Our subscriber runs in that OS thread
   and only copies the blocked thread's frames (file, line, function: no I/O, no locks, no
   gevent calls, no logging), tagged with the number of the run it saw.
-* A greenlet trace function in the hub thread numbers every run of a greenlet and times
-  it. When a run that lasted at least the threshold ends, it reads the request id from the
-  greenlet's own context (``gr_context``: greenlet refuses that read from another thread
-  while the greenlet runs) and queues a report with the exact duration.
+* A greenlet trace function in the hub thread numbers every run of a greenlet, times it,
+  and keeps a reference to the greenlet's context object (``gr_context``, which greenlet
+  refuses to hand to another thread while the greenlet runs). The monitor thread reads
+  :data:`~lmi_gevent.context.REQUEST_ID` through that reference while the block lasts:
+  reading it when the run ends would be too late when the handler returned and its
+  answer was posted without yielding (the slot has reset the variable by then). When a
+  run that lasted at least the threshold ends, the trace function queues a report with the
+  exact duration.
 * A short-lived greenlet logs the queued reports through ``logging.getLogger("lmi_gevent")``
   with the blocked invocation's request id on the record, once the block is over: nothing
   is ever written from the monitor thread.
@@ -29,14 +33,16 @@ Imported only in concurrent mode, after ``gevent.monkey.patch_all()``.
 
 from __future__ import annotations
 
+import contextvars
 import linecache
 import logging
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import gevent
 import gevent.events
@@ -86,6 +92,18 @@ class CallSite:
 class _Sample:
     run: int
     stack: list[Frame] = field(default_factory=list)
+    request_id: str | None = None
+    tenant_id: str | None = None
+
+
+class _Run(NamedTuple):
+    """The greenlet now running in the hub thread (one tuple, so that the monitor thread
+    never sees the fields of two different runs)."""
+
+    number: int
+    started: float
+    greenlet: Any
+    context: contextvars.Context | None
 
 
 def watch(threshold: float) -> StallDetector:
@@ -107,9 +125,7 @@ class StallDetector:
         self.hub = gevent.get_hub()
         self.sites: dict[str, CallSite] = {}
         self.unreported_sites = 0
-        # (run number, start time, greenlet running): one tuple so that the monitor thread
-        # never sees the fields of two different runs.
-        self._run: tuple[int, float, Any] = (0, perf_counter(), greenlet.getcurrent())
+        self._run = _Run(0, perf_counter(), greenlet.getcurrent(), None)
         self._sample: _Sample | None = None
         self._queue: list[Stall] = []
         self._flush_scheduled = False
@@ -121,7 +137,8 @@ class StallDetector:
     def start(self) -> None:
         _start_monitor_thread(self.hub, sample_period=self.threshold / 2)
         gevent.events.subscribers.append(self._on_event_loop_blocked)
-        self._run = (0, perf_counter(), greenlet.getcurrent())
+        current = greenlet.getcurrent()
+        self._run = _Run(0, perf_counter(), current, _context_of(current))
         self._previous_trace = greenlet.settrace(self._on_switch)
         self._started = True
 
@@ -142,43 +159,54 @@ class StallDetector:
         try:
             if isinstance(event, gevent.events.EventLoopBlocked):
                 self._take_sample(event.greenlet)
-        except Exception:  # noqa: BLE001 - see above; a lost sample only degrades the stack
+        except Exception:  # noqa: BLE001, S110 - see above; a lost sample only degrades the stack
             pass
 
     def _take_sample(self, blocked: Any) -> None:
-        run, _, running = self._run
-        if running is not blocked or (self._sample is not None and self._sample.run == run):
+        run = self._run
+        if run.greenlet is not blocked or (self._sample is not None
+                                           and self._sample.run == run.number):
             return  # a stale event, or this block is already sampled
         frame = sys._current_frames().get(self.hub.thread_ident)
         stack = _frames_from(frame)
         del frame  # frames hold the handler's locals; do not keep them alive
-        if self._run[0] == run:  # still the same block: the stack belongs to it
-            self._sample = _Sample(run, stack)
+        sample = _Sample(run.number, stack)
+        if run.context is not None:  # Context.get is safe from any thread
+            sample.request_id = run.context.get(REQUEST_ID)
+            sample.tenant_id = run.context.get(TENANT_ID)
+        if self._run.number == run.number:  # still the same block: all of it belongs to it
+            self._sample = sample
 
     # --- hub thread -------------------------------------------------------------------------
 
     def _on_switch(self, event: str, args: Any) -> Any:
         # Runs inside every greenlet switch in the hub thread: it must not switch, block or
-        # log. It only times the run that is ending and queues a report.
+        # log. It only times the run that is ending, queues a report, and notes the context
+        # of the run that starts.
         now = perf_counter()
-        run, started, running = self._run
-        self._run = (run + 1, now, args[1])
-        if now - started >= self.threshold and running is not self.hub and running is not None:
-            self._queue_stall(running, now - started, run)
+        ended, target = self._run, args[1]
+        self._run = _Run(ended.number + 1, now, target,
+                         None if target is self.hub else _context_of(target))
+        if now - ended.started >= self.threshold and ended.greenlet not in (self.hub, None):
+            self._queue_stall(ended, now - ended.started)
         if self._previous_trace is not None:
             return self._previous_trace(event, args)
         return None
 
-    def _queue_stall(self, blocked: Any, seconds: float, run: int) -> None:
+    def _queue_stall(self, run: _Run, seconds: float) -> None:
         sample = self._sample
-        if sample is not None and sample.run == run:
-            stack, sampled = sample.stack, True
-        else:  # the block ended before the monitor thread looked
-            stack, sampled = _frames_from(getattr(blocked, "gr_frame", None)), False
-        context = getattr(blocked, "gr_context", None)
-        request_id = context.get(REQUEST_ID) if context is not None else None
-        tenant_id = context.get(TENANT_ID) if context is not None else None
-        self._queue.append(Stall(seconds, request_id, tenant_id, stack, sampled))
+        if sample is None or sample.run != run.number:
+            # The block ended before the monitor thread looked (or it could not get the GIL):
+            # all we have is where the greenlet yielded, and its ids as they are now.
+            context = run.context
+            sample = _Sample(run.number, _frames_from(getattr(run.greenlet, "gr_frame", None)),
+                             context.get(REQUEST_ID) if context is not None else None,
+                             context.get(TENANT_ID) if context is not None else None)
+            sampled = False
+        else:
+            sampled = True
+        self._queue.append(Stall(seconds, sample.request_id, sample.tenant_id, sample.stack,
+                                 sampled))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.hub.loop.run_callback(self._flush)
@@ -221,11 +249,13 @@ class StallDetector:
         who = (f"Invocation {stall.request_id}" if stall.request_id
                else "Code running outside any invocation")
         where = "where it blocked" if stall.sampled else "where it next yielded"
-        lines = [
+        summary = (
             f"{who} blocked the event loop for {stall.seconds:.3f}s at {site.where} "
             f"(LMI_GEVENT_STALL_THRESHOLD={self.threshold:g}s): no other invocation in this "
             "process ran meanwhile. A C extension or CPU-bound code did not yield to gevent; "
-            "use a gevent-compatible library, or run the call in gevent's threadpool.",
+            "use a gevent-compatible library, or run the call in gevent's threadpool.")
+        lines = [
+            summary,
             f"Stack {where} (most recent call last):",
             *format_stack(user_stack(stall.stack)),
             "Later stalls at this call site are counted, not shown.",
@@ -251,6 +281,22 @@ class StallDetector:
                 "sampled": stall.sampled,
                 "stack": [f"{f.filename}:{f.lineno} in {f.function}"
                           for f in user_stack(stall.stack)]}
+
+
+def _context_of(target: Any) -> contextvars.Context | None:
+    """The context object ``target`` will run in, created now if it has none yet.
+
+    A greenlet without a context gets one at its first ``ContextVar.set``, in the middle of
+    its run, where the monitor thread could not find it. An empty context means exactly what
+    no context means (every variable at its default), so we give it one up front.
+    """
+    try:
+        context = target.gr_context
+        if context is None:
+            context = target.gr_context = contextvars.Context()
+        return context
+    except (AttributeError, ValueError):  # not a greenlet, or one of another thread
+        return None
 
 
 # --- the monitor thread ------------------------------------------------------------------------
