@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 PROG = "lmi-gevent check"
 DEFAULT_CONCURRENCY = 4
@@ -144,28 +145,22 @@ def loaded_risks(modules: dict[str, Any]) -> list[dict[str, str]]:
 
 def probe_import(out_path: str, handler: str) -> int:
     """Import ``handler`` as the runtime's bootstrap would; write what we saw as JSON."""
-    from .patching import imported_too_early, patch_all
+    from . import config as settings
 
-    early = imported_too_early()  # before patch_all, like the bootstrap's own check
-    patch_all()
+    config, problems = settings.load()
+    # The probe has no Runtime API; any other bad setting fails init, as in the runtime.
+    problems = [p for p in problems if p.env != "AWS_LAMBDA_RUNTIME_API"]
+    early: list[str] = []
+    if not problems:
+        from .patching import patch_all
+        early = patch_all()
     import json
     import time
 
-    from . import config as settings
-    from .errors import describe_exception
-    from .loader import load_handler
-
-    config, _ = settings.load()
-    sys.path.insert(0, config.task_root or os.getcwd())
     started = time.perf_counter()
-    error = None
-    try:
-        load_handler(handler)
-    except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error
-        body, _ = describe_exception(problem)
-        error = {key: body.get(key) for key in ("errorType", "errorMessage", "stackTrace")}
+    error = _config_error(problems) if problems else _load(handler, config.task_root)
     seconds = time.perf_counter() - started
-    if config.psycopg2_wait_callback:  # the runtime does this right after loading
+    if error is None and config.psycopg2_wait_callback:  # the runtime does this after loading
         from .cooperation import install
         install()
     result = {"init_seconds": round(seconds, 6), "error": error,
@@ -174,6 +169,26 @@ def probe_import(out_path: str, handler: str) -> int:
         json.dump(result, out)
     return 0
 
+
+def _load(handler: str, task_root: str | None) -> dict[str, Any] | None:
+    """Load the handler like the runtime; its init error body (trimmed), or None."""
+    from .errors import describe_exception
+    from .loader import load_handler
+
+    sys.path.insert(0, task_root or os.getcwd())
+    try:
+        load_handler(handler)
+    except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error
+        body, _ = describe_exception(problem)
+        return {key: body.get(key) for key in ("errorType", "errorMessage", "stackTrace")}
+    return None
+
+
+def _config_error(problems: list[Any]) -> dict[str, Any]:
+    from .errors import CONFIGURATION_ERROR
+
+    return {"errorType": CONFIGURATION_ERROR, "stackTrace": [],
+            "errorMessage": "; ".join(str(problem) for problem in problems)}
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -187,6 +202,14 @@ class Options(NamedTuple):
     threshold: float
     timeout: float
     json: bool
+
+
+class _ArgparseExit(Exception):
+    """argparse has printed its own message (or --help); exit with ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def _parser() -> Any:
@@ -241,12 +264,6 @@ def parse_options(argv: list[str]) -> Options:
     event, event_name = _read_event(args.event)
     return Options(args.handler, os.path.abspath(args.root), event, event_name,
                    args.concurrency, args.threshold, args.timeout, args.json)
-
-
-class _ArgparseExit(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 def _check_handler_name(handler: str) -> None:
@@ -358,7 +375,7 @@ def import_handler(options: Options) -> dict[str, Any]:
         try:
             done = subprocess.run(argv, cwd=options.root, env=_runtime_environment(options),
                                   stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=INIT_TIMEOUT)
+                                  timeout=INIT_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             return _probe_failed(f"importing the handler took over {INIT_TIMEOUT:g}s "
                                  "(the platform's init timeout)", "Runtime.InitTimeout")
@@ -384,7 +401,9 @@ def import_findings(imported: dict[str, Any]) -> list[Finding]:
         findings.append(Finding(
             "blocker", "init-error",
             f"the handler failed to initialise: {error['errorType']}: {error['errorMessage']}",
-            "fix the import error; Lambda would report it as an init error and run nothing",
+            ("fix the setting named above" if error["errorType"] == "Runtime.ConfigurationError"
+             else "fix the error above: Lambda would report it as an init error and run "
+                  "no invocation"),
             tuple(line.rstrip() for entry in error.get("stackTrace") or []
                   for line in str(entry).splitlines())))
     early = imported.get("imported_before_patching") or []
@@ -399,7 +418,6 @@ def import_findings(imported: dict[str, Any]) -> list[Finding]:
         findings.append(Finding("warning", "non-cooperative",
                                 f"{risk['library']} is loaded: {risk['why']}", risk["fix"]))
     return findings
-
 
 
 # --- step 2: run --------------------------------------------------------------------------------
@@ -621,9 +639,10 @@ def _no_overlap_finding(run: dict[str, Any], concurrency: int) -> Finding:
 # --- the human-readable report -------------------------------------------------------------
 
 def render_text(report: dict[str, Any]) -> str:
-    lines = [f"{PROG} {report['handler']}  (task root {report['root']}, event "
+    title = (f"{PROG} {report['handler']}  (task root {report['root']}, event "
              f"{report['event']}, {report['concurrency']} at once, stall threshold "
-             f"{report['stall_threshold']:g}s)", ""]
+             f"{report['stall_threshold']:g}s)")
+    lines = [title, ""]
     lines += _import_summary(report["import"])
     lines += _run_summary(report["run"], report["concurrency"])
     lines.append("")
@@ -653,7 +672,7 @@ def _import_summary(imported: dict[str, Any]) -> list[str]:
 
 def _run_summary(run: dict[str, Any] | None, concurrency: int) -> list[str]:
     if run is None:
-        return ["run: skipped (the handler does not import)"]
+        return ["run: skipped (init failed)"]
     if not run["started"]:
         return ["run: the runtime did not start"]
     alone, together = run["alone_seconds"], run["concurrent_seconds"]
