@@ -1,0 +1,253 @@
+"""`lmi-gevent check` end to end: the import probe and the real runtime on the emulator."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import in_ci
+
+pytestmark = pytest.mark.timeout(60)
+
+BLOCKING_APP = """
+import ctypes
+
+libc = ctypes.CDLL(None)
+
+
+def handler(event, context):
+    libc.usleep(300_000)
+    return {"ok": True}
+"""
+BLOCKING_LINE = next(number for number, line in enumerate(BLOCKING_APP.splitlines(), start=1)
+                     if "libc.usleep" in line)
+
+REQUESTS_APP = """
+import os
+
+import requests
+
+session = requests.Session()
+
+
+def handler(event, context):
+    return session.get(os.environ["SLOW_URL"], timeout=10).json()
+"""
+
+QUICK_APP = """
+import sqlite3  # loaded, never used: a warning, not a blocker
+
+
+def handler(event, context):
+    return {"echo": event}
+"""
+
+
+def test_flags_a_handler_that_blocks_in_c(task_root, run_check):
+    root = task_root(app=BLOCKING_APP)
+
+    result = run_check("app.handler", "--root", root, "--json")
+
+    assert result.code == 1, result.stdout
+    report = result.report()
+    assert report["ok"] is False
+    assert set(result.kinds("blocker")) == {"stall", "no-overlap"}
+    stall = report["run"]["stalls"][0]
+    assert stall["site"] == f"{root / 'app.py'}:{BLOCKING_LINE}"
+    assert stall["seconds"] >= 0.3
+    assert stall["request_id"] in report["run"]["request_ids"][stall["phase"]]
+    # Four invocations of 0.3 s in C run one after another: about 1.2 s, not 0.3 s.
+    assert report["run"]["concurrent_seconds"] >= 4 * 0.3
+    assert report["run"]["effective_concurrency"] < 2
+
+
+def test_passes_a_requests_handler_against_a_slow_server(task_root, run_check, slow_server,
+                                                         monkeypatch):
+    monkeypatch.setenv("SLOW_URL", slow_server.url)
+    root = task_root(app=REQUESTS_APP)
+
+    result = run_check("app.handler", "--root", root, "--json")
+
+    assert result.code == 0, result.stdout
+    report = result.report()
+    assert report["ok"] is True and report["findings"] == []
+    assert report["run"]["stalls"] == [] and report["run"]["failed"] == []
+    assert report["run"]["effective_concurrency"] > 2
+    # The server saw the 4 concurrent invocations' requests at the same time.
+    assert slow_server.requests == 1 + 1 + 4
+    assert slow_server.max_in_flight == 4
+
+
+def test_json_report_shape_and_warnings_do_not_fail(task_root, run_check, tmp_path):
+    root = task_root(app=QUICK_APP)
+    event = tmp_path / "event.json"
+    event.write_text('{"order": 42}')
+
+    result = run_check("app.handler", "--root", root, "--event", event, "--concurrency", 2,
+                       "--json")
+
+    assert result.code == 0, result.stdout
+    report = result.report()
+    assert set(report) == {"handler", "root", "event", "concurrency", "stall_threshold", "ok",
+                           "blockers", "warnings", "findings", "import", "run"}
+    assert (report["handler"], report["root"], report["event"]) == ("app.handler", str(root),
+                                                                    str(event))
+    assert (report["concurrency"], report["blockers"], report["warnings"]) == (2, 0, 1)
+    [finding] = report["findings"]
+    assert set(finding) == {"severity", "kind", "message", "fix", "details"}
+    assert (finding["severity"], finding["kind"]) == ("warning", "non-cooperative")
+    assert "sqlite3" in finding["message"] and finding["fix"]
+    assert set(report["import"]) == {"init_seconds", "error", "imported_before_patching",
+                                     "non_cooperative"}
+    assert [risk["module"] for risk in report["import"]["non_cooperative"]] == ["_sqlite3"]
+    run = report["run"]
+    assert run["invocations"] == {"warm_up": 1, "alone": 1, "concurrent": 2}
+    assert set(run) >= {"alone_seconds", "concurrent_seconds", "effective_concurrency",
+                        "failed", "stalls", "request_ids"}
+
+
+def test_human_report_names_the_stall_and_the_verdict(task_root, run_check):
+    root = task_root(app=BLOCKING_APP)
+
+    result = run_check("app.handler", "--root", root, "--concurrency", 2)
+
+    assert result.code == 1
+    assert "did NOT overlap" in result.stdout
+    assert "blocked the event loop" in result.stdout
+    assert f"{root / 'app.py'}:{BLOCKING_LINE} in handler" in result.stdout
+    assert "libc.usleep(300_000)" in result.stdout
+    assert result.stdout.rstrip().endswith("(2 blocker(s), 0 warning(s)).")
+
+
+@pytest.mark.parametrize("handler, source, error_type", [
+    ("missing.handler", None, "Runtime.ImportModuleError"),
+    ("app.nothere", "def handler(event, context):\n    return 1\n", "Runtime.HandlerNotFound"),
+    ("app.handler", "raise LookupError('no DB_HOST')\n", "LookupError"),
+])
+def test_init_errors_fail_with_their_type(task_root, run_check, handler, source, error_type):
+    root = task_root(**({"app": source} if source else {}))
+
+    result = run_check(handler, "--root", root, "--json")
+
+    assert result.code == 1
+    report = result.report()
+    assert report["import"]["error"]["errorType"] == error_type
+    assert report["run"] is None  # nothing to run
+    [finding] = report["findings"]
+    assert finding["kind"] == "init-error" and error_type in finding["message"]
+
+
+def test_a_bad_setting_is_an_init_error_naming_it(task_root, run_check, monkeypatch):
+    monkeypatch.setenv("LMI_GEVENT_DRAIN_TIMEOUT", "soon")
+    root = task_root(app="def handler(event, context):\n    return 1\n")
+
+    result = run_check("app.handler", "--root", root, "--json")
+
+    assert result.code == 1
+    error = result.report()["import"]["error"]
+    assert error["errorType"] == "Runtime.ConfigurationError"
+    assert "LMI_GEVENT_DRAIN_TIMEOUT" in error["errorMessage"]
+
+
+def test_modules_imported_before_patching_are_named(task_root, run_check, tmp_path,
+                                                    monkeypatch):
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "sitecustomize.py").write_text("import ssl\n")
+    monkeypatch.setenv("PYTHONPATH", str(early))
+    root = task_root(app="def handler(event, context):\n    return 1\n")
+
+    result = run_check("app.handler", "--root", root, "--concurrency", 2, "--json")
+
+    report = result.report()
+    assert report["import"]["imported_before_patching"] == ["ssl"]
+    assert result.kinds("warning") == ["early-import"]
+    assert result.code == 0
+
+
+def test_missing_event_file_is_bad_usage_naming_event(task_root, run_check, tmp_path):
+    root = task_root(app="def handler(event, context):\n    return 1\n")
+
+    result = run_check("app.handler", "--root", root, "--event", tmp_path / "nope.json")
+
+    assert result.code == 2
+    assert result.stderr.startswith("lmi-gevent check: --event ")
+    assert "nope.json" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["app"], "HANDLER"),
+    (["app.handler", "--event", "{BAD}"], "--event"),
+    (["app.handler", "--concurrency", "1"], "--concurrency"),
+    (["app.handler", "--concurrency", "four"], "--concurrency"),
+    (["app.handler", "--threshold", "0"], "--threshold"),
+    (["app.handler", "--root", "/nonexistent/dir"], "--root"),
+])
+def test_bad_usage_exits_2_naming_the_culprit(task_root, run_check, tmp_path, argv, named):
+    root = task_root(app="def handler(event, context):\n    return 1\n")
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{not json")
+    argv = [str(bad_json) if arg == "{BAD}" else arg for arg in argv]
+    if "--root" not in argv:
+        argv += ["--root", str(root)]
+
+    result = run_check(*argv)
+
+    assert result.code == 2
+    assert named in result.stderr
+
+
+def test_console_command_runs_check(task_root):
+    root = task_root(app="def handler(event, context):\n    return {'ok': True}\n")
+
+    done = subprocess.run([sys.executable, "-m", "lmi_gevent", "check", "app.handler",
+                           "--concurrency", "2", "--json"], cwd=root, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["root"] == str(root)
+    assert report["run"]["invocations"]["concurrent"] == 2
+
+
+def _mariadb_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 3306), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.services
+def test_flags_mysqlclient(task_root, run_check):
+    pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
+    if not _mariadb_up():
+        if in_ci():
+            pytest.fail("MariaDB is not running on 127.0.0.1:3306 (required under CI)")
+        pytest.skip("MariaDB is not running on 127.0.0.1:3306")
+    root = task_root(app="""
+        import MySQLdb
+
+
+        def handler(event, context):
+            connection = MySQLdb.connect(host="127.0.0.1", user="root", database="test")
+            try:
+                cursor = connection.cursor()
+                cursor.execute("SELECT SLEEP(0.3)")
+                return cursor.fetchall()[0][0]
+            finally:
+                connection.close()
+        """)
+
+    result = run_check("app.handler", "--root", root, "--json")
+
+    assert result.code == 1, result.stdout
+    assert result.kinds("warning") == ["non-cooperative"]
+    assert "mysqlclient" in result.report()["findings"][-1]["message"]
+    assert set(result.kinds("blocker")) == {"stall", "no-overlap"}
+    stall = result.report()["run"]["stalls"][0]
+    assert stall["site"].startswith(f"{root / 'app.py'}:")  # the handler's execute() line
