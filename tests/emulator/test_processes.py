@@ -87,3 +87,12 @@ def test_emulator_exits_when_the_process_that_started_it_dies():
     out = subprocess.run([sys.executable, "-c", script, repo], capture_output=True, text=True, timeout=20)
     emulator_pid = int(out.stdout.split()[0])
     assert wait_dead(emulator_pid, timeout=5)
+
+
+def test_api_imports_no_gevent():
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import lmi_gevent.emulator.api\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('gevent', 'greenlet'))\n"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code, repo], capture_output=True, text=True, timeout=20, check=True)
+    assert out.stdout.strip() == "[]"
