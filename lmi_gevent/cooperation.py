@@ -91,22 +91,11 @@ def gevent_wait_callback(psycopg2: ModuleType) -> Callable[[Any], None]:
         # psycopg2 calls us once per operation; a connection attempt is one call, so one
         # deadline bounds all of it.
         deadline = _connect_deadline(connection) if connection.status == connecting else None
-        while True:
-            state = connection.poll()
-            if state == poll_ok:
-                return
+        while (state := connection.poll()) != poll_ok:
             wait_for = waits.get(state)
             if wait_for is None:
                 raise operational_error(f"psycopg2 poll() returned an unknown state {state!r}")
-            if deadline is None:
-                wait_for(connection.fileno())
-                continue
-            left = deadline[1] - time.monotonic()
-            expired = operational_error(
-                f"timeout expired: no connection within connect_timeout={deadline[0]}s")
-            if left <= 0:
-                raise expired
-            wait_for(connection.fileno(), timeout=left, timeout_exc=expired)
+            wait_for(connection.fileno(), **_time_left(deadline, operational_error))
 
     wait.lmi_gevent = True  # type: ignore[attr-defined]  # marks the callback as ours
     return wait
@@ -122,7 +111,20 @@ def _connect_deadline(connection: Any) -> tuple[int, float] | None:
         seconds = int(raw) if raw else 0
     except ValueError:
         return None
-    return (seconds, time.monotonic() + seconds) if seconds > 0 else None
+    return (seconds, time.monotonic() + seconds) if seconds > 0 else None  # <= 0: no limit
+
+
+def _time_left(deadline: tuple[int, float] | None,
+               error_class: type[Exception]) -> dict[str, Any]:
+    """wait_read/wait_write arguments that stop at ``deadline`` with libpq's error text."""
+    if deadline is None:
+        return {}
+    seconds, at = deadline
+    expired = error_class(f"timeout expired: no connection within connect_timeout={seconds}s")
+    left = at - time.monotonic()
+    if left <= 0:
+        raise expired
+    return {"timeout": left, "timeout_exc": expired}
 
 
 class PostImportHook:
@@ -170,7 +172,8 @@ class PostImportHook:
         self.remove()
         try:
             self.on_import(module)
-        except Exception:  # noqa: BLE001 - our hook must never break the handler's import
+        except Exception:
+            # Our hook must never break the handler's import: log, and let it block.
             log.exception("lmi-gevent could not set up %s after it was imported; it will "
                           "block other invocations while it waits.", self.name)
 
