@@ -596,8 +596,8 @@ def _stall_finding(stall: dict[str, Any], options: Options, overlapped: bool | N
     if stall["phase"] == "warm_up":
         # The detector logs a call site once, so repeats stay invisible here; only the
         # overlap of the later invocations says whether it happens every time.
-        first = (" in the first invocation only, it seems (the later ones overlapped): if "
-                 "it is a one-time set-up, do it at module level, during init"
+        first = (" during the warm-up invocation only, as the later ones overlapped (a "
+                 "one-time set-up? do it at module level, during init)"
                  if overlapped else " (first seen in the warm-up invocation; the detector "
                  "logs each call site once)")
     return Finding(

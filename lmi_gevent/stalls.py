@@ -246,8 +246,10 @@ class StallDetector:
             self._log_summary(stall, site)
 
     def _log_first(self, stall: Stall, site: CallSite) -> None:
+        # Greenlets start with an empty context: one a handler spawned carries no request id.
         who = (f"Invocation {stall.request_id}" if stall.request_id
-               else "Code running outside any invocation")
+               else "A greenlet outside any invocation's context (spawned by a handler, or "
+                    "the runtime's own)")
         where = "where it blocked" if stall.sampled else "where it next yielded"
         summary = (
             f"{who} blocked the event loop for {stall.seconds:.3f}s at {site.where} "
