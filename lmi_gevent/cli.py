@@ -17,8 +17,10 @@ from . import config as settings
 
 USAGE = """\
 usage: lmi-gevent HANDLER
-       lmi-gevent local HANDLER [--port 8080] [--concurrency N] [--timeout S] [--env K=V ...]
-       lmi-gevent check HANDLER [--event FILE] [--concurrency N] [--json]
+       lmi-gevent local HANDLER [--port 8080] [--host H] [--concurrency N] [--timeout S]
+                              [--queue Q] [--env K=V ...]
+       lmi-gevent check HANDLER [--event FILE] [--concurrency N] [--root DIR]
+                              [--threshold S] [--timeout S] [--json]
        lmi-gevent --help | --version
 
 Run a Python Lambda handler (module.function, pkg.module.function or pkg/module.function)
