@@ -150,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     md, png = report.write(bench.results, meta, args.out)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"meta": meta, "results": dataclasses.asdict(bench.results)}, handle, indent=1)
+            document = {"meta": meta, "results": dataclasses.asdict(bench.results)}
+            json.dump(document, handle, indent=1)
     for target in report.targets(bench.results):
-        log(f"target: {target.goal}: {target.measured} "
-            f"({ {True: 'met', False: 'MISSED', None: 'not measured'}[target.met] })")
+        verdict = {True: " (met)", False: " (MISSED)", None: ""}[target.met]
+        log(f"target: {target.goal}: {target.measured}{verdict}")
     log(f"wrote {md} and {png} in {meta['elapsed']:.0f} s")
     return 0
 

@@ -10,8 +10,8 @@ more CPU per call, and the load generator must never be the bottleneck.
 For each job it prints ``{"event": "measuring"}`` when the warm-up ends and
 ``{"event": "window_closed"}`` when the measured window ends (the bench takes its CPU
 snapshots of the runtime and the emulator at those two moments), then ``{"event": "done",
-...}`` with the figures of the window once the last calls are back. It exits when stdin closes, so it cannot outlive the
-bench.
+...}`` with the figures of the window once the last calls are back. It exits when stdin
+closes, so it cannot outlive the bench.
 """
 
 from __future__ import annotations

@@ -106,6 +106,7 @@ class MemoryRow:
     runtime: str
     rounds: int
     processes: int
+    pss_start: float
     pss_idle: float
     pss_busy: float
     busy_slots: int
@@ -117,8 +118,9 @@ def memory_rows(memory: Sequence[MemoryFigures]) -> list[MemoryRow]:
     for figures in memory:
         groups[(figures.concurrency, figures.runtime)].append(figures)
     rows = [MemoryRow(n, runtime, len(runs), max(r.processes for r in runs),
-                      median(r.pss_idle for r in runs), median(r.pss_busy for r in runs),
-                      min(r.busy_slots for r in runs), median(r.startup_seconds for r in runs))
+                      median(r.pss_start for r in runs), median(r.pss_idle for r in runs),
+                      median(r.pss_busy for r in runs), min(r.busy_slots for r in runs),
+                      median(r.startup_seconds for r in runs))
             for (n, runtime), runs in groups.items()]
     rows.sort(key=lambda row: (row.concurrency, row.runtime != LMI))
     return rows
@@ -160,20 +162,34 @@ def targets(results: Results) -> list[Target]:
     found.append(_target("N=64 sleep handler >= 0.9 of the limit (1280/s)", median(sleep64),
                          lambda v: f"{v:.2f} of the limit", lambda v: v >= 0.9))
     ratio = paired_ratio(loads, "fetch", 64, lambda f: f.throughput)
+    aws_share = median(f.fraction_of_limit for f in loads
+                       if f.scenario == "fetch" and f.concurrency == 64 and f.runtime == AWS)
     found.append(_target("N=64 requests handler >= 2x awslambdaric throughput", ratio,
-                         lambda v: f"{v:.2f}x", lambda v: v >= 2.0))
+                         lambda v: f"{v:.2f}x" + _ceiling(aws_share), lambda v: v >= 2.0))
     lmi64, aws64 = memory_of(rows, LMI, 64), memory_of(rows, AWS, 64)
     share = lmi64.pss_idle / aws64.pss_idle if lmi64 and aws64 else None
     found.append(_target("PSS at N=64 <= 1/10 of awslambdaric's (idle)", share,
                          lambda v: f"1/{1 / v:.0f} ({lmi64.pss_idle / MIB:.1f} vs "
                                    f"{aws64.pss_idle / MIB:.0f} MiB)", lambda v: v <= 0.1))
     slope = per_slot_slope(rows, LMI, "pss_idle")
-    found.append(_target("each extra slot <= 64 KiB (idle PSS slope)", slope,
-                         lambda v: f"{v / KIB:.1f} KiB", lambda v: v <= 64 * KIB))
+    start_slope = per_slot_slope(rows, LMI, "pss_start")
+    found.append(_target("each extra slot <= 64 KiB (slope of idle PSS after the loads)", slope,
+                         lambda v: f"{v / KIB:.1f} KiB" + (
+                             f" ({start_slope / KIB:.1f} KiB at start)" if start_slope else ""),
+                         lambda v: v <= 64 * KIB))
     lmi1000 = memory_of(rows, LMI, 1000)
     found.append(_target("N=1000 idle < 150 MB", lmi1000.pss_idle if lmi1000 else None,
                          lambda v: f"{v / MB:.1f} MB ({v / MIB:.1f} MiB)", lambda v: v < 150 * MB))
     return found
+
+
+def _ceiling(aws_share: float | None) -> str:
+    """No runtime beats the limit N / 0.05 s: when awslambdaric reaches more than half of
+    it, 2x is out of reach by arithmetic, and the report says so."""
+    if not aws_share:
+        return ""
+    return (f" (at most {1 / aws_share:.2f}x is possible: awslambdaric reached "
+            f"{aws_share:.2f} of the limit)")
 
 
 def _target(goal: str, value: float | None, show: Callable[[float], str],
@@ -223,15 +239,17 @@ def throughput_table(results: Results) -> list[str]:
 
 def memory_table(results: Results) -> list[str]:
     rows = memory_rows(results.memory)
-    header = ["N", "runtime", "processes", "PSS idle MiB", "PSS busy MiB", "busy slots",
-              "aws/lmi idle", "startup s"]
+    header = ["N", "runtime", "processes", "PSS at start MiB", "PSS busy MiB",
+              "PSS idle after loads MiB", "aws/lmi idle", "busy slots", "startup s"]
     lines = []
     for row in rows:
         other = memory_of(rows, AWS, row.concurrency)
         ratio = other.pss_idle / row.pss_idle if other and row.runtime == LMI else None
-        lines.append([str(row.concurrency), row.runtime, str(row.processes),
-                      _num(row.pss_idle / MIB, ".1f"), _num(row.pss_busy / MIB, ".1f"),
-                      str(row.busy_slots), _num(ratio, ".0f", "x"), _num(row.startup_seconds, ".1f")])
+        lines.append([
+            str(row.concurrency), row.runtime, str(row.processes),
+            _num(row.pss_start / MIB, ".1f"), _num(row.pss_busy / MIB, ".1f"),
+            _num(row.pss_idle / MIB, ".1f"), _num(ratio, ".0f", "x"), str(row.busy_slots),
+            _num(row.startup_seconds, ".1f")])
     return _table(header, lines)
 
 
@@ -239,12 +257,19 @@ def slope_lines(results: Results) -> list[str]:
     rows = memory_rows(results.memory)
     lines = []
     for runtime in (LMI, AWS):
-        idle = per_slot_slope(rows, runtime, "pss_idle")
-        busy = per_slot_slope(rows, runtime, "pss_busy")
-        if idle is not None:
-            lines.append(f"- {runtime}: each extra slot adds {idle / KIB:,.1f} KiB idle and "
-                         f"{_num(busy and busy / KIB, ',.1f')} KiB busy "
-                         f"(least-squares slope of PSS against N).")
+        slopes = {attribute: per_slot_slope(rows, runtime, attribute)
+                  for attribute in ("pss_start", "pss_busy", "pss_idle")}
+        if None in slopes.values():
+            continue
+        start, busy, idle = (slopes[a] / KIB for a in ("pss_start", "pss_busy", "pss_idle"))
+        lines.append(f"- {runtime}: each extra slot adds {start:,.1f} KiB at start, {busy:,.1f} "
+                     f"KiB busy and {idle:,.1f} KiB idle after the loads (least-squares slope "
+                     f"of PSS against N).")
+    if lines:
+        lines.append("- \"At start\" is the runtime with the handler module imported, before any "
+                     "invocation. After N concurrent `requests.get` calls a process keeps their "
+                     "high-water mark (freed memory stays in its allocator), so \"idle after "
+                     "the loads\" is what a function that has served traffic costs.")
     return lines
 
 
@@ -270,7 +295,8 @@ def markdown(results: Results, meta: dict[str, Any], png_name: str) -> str:
         "",
         f"Made {meta['date']} with `{meta['command']}` (plan `{plan.name}`: {plan.rounds} "
         f"round(s), {plan.warmup:g} s warm-up + {plan.duration:g} s measured per load).",
-        f"Machine: {meta['cores']} CPU cores ({meta['cpu_model']}), {meta['memory_gib']:.0f} GiB RAM, "
+        f"Machine: {meta['cores']} CPU cores ({meta['cpu_model']}), "
+        f"{meta['memory_gib']:.0f} GiB RAM, "
         f"{meta['platform']}; Python {meta['python']}; lmi-gevent {meta['lmi_version']}, "
         f"awslambdaric {meta['aws_version']}, gevent {meta['gevent_version']}; "
         f"lmi-gevent tree at {meta['commit']}.",
@@ -301,7 +327,8 @@ def markdown(results: Results, meta: dict[str, Any], png_name: str) -> str:
     out += ["", "## How it is measured", ""] + METHOD
     if results.notes:
         out += ["", "## Skipped or failed runs", ""]
-        out += [f"- {n.runtime}, {n.scenario}, N={n.concurrency}: {n.reason}" for n in results.notes]
+        out += [f"- {note.runtime}, {note.scenario}, N={note.concurrency}: {note.reason}"
+                for note in results.notes]
     return "\n".join(out) + "\n"
 
 
@@ -380,7 +407,8 @@ def _plot_memory(axes: Any, rows: Sequence[MemoryRow], colors: dict[str, str]) -
             points = sorted((r.concurrency, getattr(r, attribute) / MIB) for r in rows
                             if r.runtime == runtime)
             if points:
-                axes.plot(*zip(*points, strict=True), style, color=colors[runtime], label=f"{runtime}, {label}")
+                axes.plot(*zip(*points, strict=True), style, color=colors[runtime],
+                          label=f"{runtime}, {label}")
     _log_axes(axes, levels)
     axes.set_ylabel("PSS of the process tree, MiB")
     axes.set_title("Memory")

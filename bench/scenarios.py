@@ -47,6 +47,7 @@ class Plan:
 
     name: str
     rounds: int
+    sequential_rounds: int  # cheap runs, and the noisiest figure: more of them
     warmup: float
     duration: float
     io_levels: tuple[int, ...]
@@ -65,11 +66,12 @@ class Plan:
         return self.rounds if level <= self.repeat_up_to else 1
 
 
-FULL = Plan("full", rounds=3, warmup=1.0, duration=5.0, io_levels=(16, 64, 256),
-            memory_levels=(16, 64, 256, 1000), repeat_up_to=256, cpu_level=16,
-            spin_seconds=0.01, hold_seconds=1.0)
-QUICK = Plan("quick", rounds=1, warmup=0.3, duration=1.0, io_levels=(8,), memory_levels=(8,),
-             repeat_up_to=8, cpu_level=4, spin_seconds=0.005, hold_seconds=0.3)
+FULL = Plan("full", rounds=3, sequential_rounds=5, warmup=1.0, duration=5.0,
+            io_levels=(16, 64, 256), memory_levels=(16, 64, 256, 1000), repeat_up_to=256,
+            cpu_level=16, spin_seconds=0.01, hold_seconds=1.0)
+QUICK = Plan("quick", rounds=1, sequential_rounds=1, warmup=0.3, duration=1.0,
+             io_levels=(8,), memory_levels=(8,), repeat_up_to=8,
+             cpu_level=4, spin_seconds=0.005, hold_seconds=0.3)
 
 
 @dataclass
@@ -121,7 +123,8 @@ class MemoryFigures:
     round: int
     processes: int
     startup_seconds: float  # from exec to N open polls
-    pss_idle: int  # bytes, every slot polling, after the loads
+    pss_start: int  # bytes, every slot polling, before any invocation: the runtime alone
+    pss_idle: int  # bytes, every slot polling, after the loads (their high-water mark stays)
     pss_busy: int  # bytes, with ``busy_slots`` invocations in flight
     busy_slots: int
 
@@ -170,6 +173,7 @@ class Deployment:
     emulator: Emulator
     process: RuntimeProcess
     startup_seconds: float
+    pss_start: int = 0
 
     @property
     def slots(self) -> int:
@@ -227,6 +231,7 @@ def deploy(runtime: Runtime, concurrency: int | None, handler: str) -> Iterator[
         wait_until_polling(deployment, startup_timeout(slots))
         deployment.startup_seconds = time.monotonic() - started
         tree = [p.pid for p in process_tree(process.pid)]
+        deployment.pss_start = tree_pss(process.pid)[0]
         yield deployment
     finally:
         emulator.stop()
@@ -346,10 +351,12 @@ class Bench:
         figures = MemoryFigures(
             runtime=deployment.runtime.name, concurrency=deployment.slots, round=round_number,
             processes=processes, startup_seconds=deployment.startup_seconds,
-            pss_idle=pss_idle, pss_busy=busy.get("pss", 0), busy_slots=busy.get("slots", 0))
+            pss_start=deployment.pss_start, pss_idle=pss_idle, pss_busy=busy.get("pss", 0),
+            busy_slots=busy.get("slots", 0))
         self.results.memory.append(figures)
         self.log(f"  memory {figures.runtime:12s} N={figures.concurrency:<5d} "
-                 f"idle {pss_idle / MIB:8.1f} MiB  busy {figures.pss_busy / MIB:8.1f} MiB "
+                 f"start {figures.pss_start / MIB:8.1f} MiB  idle {pss_idle / MIB:8.1f} MiB  "
+                 f"busy {figures.pss_busy / MIB:8.1f} MiB "
                  f"({figures.busy_slots} in flight)  {processes} process(es)  "
                  f"startup {figures.startup_seconds:.1f} s")
         return figures
@@ -358,7 +365,7 @@ class Bench:
 
     def sequential_noop(self) -> None:
         self.log("1. sequential no-op (AWS_LAMBDA_MAX_CONCURRENCY unset, one caller)")
-        for round_number in range(self.plan.rounds):
+        for round_number in range(self.plan.sequential_rounds):
             for runtime in order(round_number):
                 with self._attempt(runtime, "noop", None), \
                         deploy(runtime, None, "bench.handlers.noop") as deployment:
