@@ -275,7 +275,8 @@ def slope_lines(results: Results) -> list[str]:
 
 def cpu_table(results: Results) -> list[str]:
     header = ["N", "runtime", "inv/s", "lmi/aws inv/s", "p50 ms", "p99 ms",
-              "runtime cores busy", "runtime CPU µs/inv"]
+              "p50 / p99 ms in runtime", "runtime cores busy", "runtime CPU µs/inv",
+              "other tenants (cores)"]
     lines = []
     for row in load_rows(results.loads):
         if row.scenario != "spin":
@@ -284,7 +285,10 @@ def cpu_table(results: Results) -> list[str]:
         lines.append([str(row.concurrency), row.runtime, _num(row.throughput),
                       _num(ratio, ".2f", "x") if row.runtime == LMI else "",
                       _num(row.p50_ms, ".1f"), _num(row.p99_ms, ".1f"),
-                      _num(row.cores["runtime"], ".2f"), _num(row.cpu_us["runtime"])])
+                      f"{_num(row.runtime_added_p50_ms, '.1f')} / "
+                      f"{_num(row.runtime_added_p99_ms, '.1f')}",
+                      _num(row.cores["runtime"], ".2f"), _num(row.cpu_us["runtime"]),
+                      _num(row.cores["others"], ".2f")])
     return _table(header, lines)
 
 
@@ -322,9 +326,12 @@ def markdown(results: Results, meta: dict[str, Any], png_name: str) -> str:
     out += cpu_table(results)
     out += ["", "One gevent process runs Python on one core at a time: lmi-gevent's CPU-bound "
                 "throughput is capped at one core, while awslambdaric's N processes can use "
-                "every core. CPU-heavy functions want more execution environments (or "
-                "AWS_LAMBDA_MAX_CONCURRENCY close to 1 per vCPU), not more slots."]
-    out += ["", "## How it is measured", ""] + METHOD
+                "every core. While one invocation computes, the other slots' invocations wait "
+                "for it (the \"in runtime\" latency). CPU-heavy functions want more execution "
+                "environments (or AWS_LAMBDA_MAX_CONCURRENCY close to 1 per vCPU), not more "
+                "slots."]
+    out += ["", "## How it is measured", ""]
+    out += [line.replace("{hold:g}", f"{plan.hold_seconds:g}") for line in METHOD]
     if results.notes:
         out += ["", "## Skipped or failed runs", ""]
         out += [f"- {note.runtime}, {note.scenario}, N={note.concurrency}: {note.reason}"
@@ -352,9 +359,10 @@ METHOD = [
     "the machine's busy time in the window (other users of a shared machine, and the bench's "
     "own process): when it is high, absolute figures are pessimistic for both runtimes.",
     "- Memory: PSS (`memory_full_info().pss`) summed over the runtime's process tree, so pages "
-    "shared by fork are split rather than counted N times. \"Busy\" is sampled while every "
-    "slot waits in `requests.get` on a slow answer; \"idle\" once all N slots poll again after "
-    "the loads. Startup is exec to N open polls.",
+    "shared by fork are split rather than counted N times. \"At start\" is read once N polls "
+    "are open, before any invocation; \"busy\" while every slot waits in `requests.get` on an "
+    "answer that takes {hold:g} s; \"idle\" once all N slots poll again after the loads. Startup is "
+    "exec to N open polls.",
     "- Rounds alternate A/B then B/A; figures are medians over rounds, ratios are medians of "
     "the per-round ratios.",
 ]
