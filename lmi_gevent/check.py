@@ -442,7 +442,7 @@ def run_handler(options: Options) -> dict[str, Any]:
             return {"started": False, "exit_code": runtime.returncode,
                     "output_tail": runtime.output().splitlines()[-20:]}
         phases = {name: _invoke(emulator, options, count)
-                  for name, count in zip(PHASES, (1, 1, options.concurrency))}
+                  for name, count in zip(PHASES, (1, 1, options.concurrency), strict=True)}
         runtime.stop(grace=5.0)  # SIGTERM drains; then every record it wrote is collected
         output = runtime.output()
     return {"started": True, **_timings(phases, options.concurrency),

@@ -389,7 +389,7 @@ def call_site(stack: list[Frame]) -> str:
     """
     kinds = [frame_kind(frame) for frame in stack]
     for wanted in ("user", "third-party"):
-        for frame, kind in zip(reversed(stack), reversed(kinds)):
+        for frame, kind in zip(reversed(stack), reversed(kinds), strict=True):
             if kind == wanted:
                 return f"{frame.filename}:{frame.lineno}"
     if stack:

@@ -3,6 +3,7 @@ callback, in a fresh patched interpreter; prints one JSON object of observations
 
     python tests/drivers/psycopg2_caveats.py DSN
 """
+# ruff: noqa: E402 - the imports below must follow monkey.patch_all(), as in the runtime
 
 from __future__ import annotations
 
