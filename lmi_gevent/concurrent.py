@@ -7,6 +7,7 @@ moment, and N polls are open when idle: the platform sees free capacity only as 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -152,8 +153,6 @@ def deadline_guard(grace: float | None) -> Callable[[Invocation], ContextManager
     run on, holding its slot for good. A gevent.Timeout raises into the handler's greenlet at
     its next cooperative switch; a handler stuck in C code cannot be interrupted.
     """
-    import contextlib
-
     def guard(invocation: Invocation) -> ContextManager[Any]:
         if grace is None:
             return contextlib.nullcontext()
