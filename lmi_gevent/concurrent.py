@@ -88,14 +88,17 @@ class SlotPool:
     def drain(self) -> int:
         """Stop polling, let in-flight invocations finish (bounded), cut the rest; exit code."""
         self.draining = True
-        running = self.in_flight
-        self._cancel_idle_polls()
+        answered_before = self.answered
+        spared = self._cancel_idle_polls()
         if self.failure is not None:
             log.error("Exiting: %s", self.failure)
             return 1
         log.info("Draining: %d invocation(s) in flight, up to %.1fs (LMI_GEVENT_DRAIN_TIMEOUT).",
-                 running, self.drain_timeout)
+                 self.in_flight + spared, self.drain_timeout)
         self.pool.join(timeout=self.drain_timeout)
+        # Counted from answers, not slot states: a poll whose invocation had arrived but was
+        # not yet read was still "polling" at the signal, and it is served too.
+        finished = self.answered - answered_before
         cut = self.in_flight
         if cut:
             message = (f"The runtime is shutting down and this invocation did not finish within "
@@ -103,14 +106,21 @@ class SlotPool:
             self.pool.kill(InvocationCut(errors.SHUTDOWN_ERROR, message), block=True,
                            timeout=CUT_ANSWER_TIMEOUT)
         log.warning("Drained: %d of %d in-flight invocation(s) finished, %d cut at the "
-                    "%.1fs drain timeout.", running - cut, running, cut, self.drain_timeout)
+                    "%.1fs drain timeout.", finished, finished + cut, cut, self.drain_timeout)
         return 0
 
-    def _cancel_idle_polls(self) -> None:
+    def _cancel_idle_polls(self) -> int:
+        """Kill the slots waiting on /next; return how many were spared for an arrived answer."""
+        spared = 0
         for slot in self.slots:
+            if slot.state != "polling":
+                continue
             # An answer already waiting on the socket is an invocation: let the slot run it.
-            if slot.state == "polling" and not slot.client.has_unread_data():
+            if slot.client.has_unread_data():
+                spared += 1
+            else:
                 slot.greenlet.kill(StopPolling, block=False)
+        return spared
 
     # --- one slot ----------------------------------------------------------------------------
 
