@@ -29,10 +29,6 @@ class Setting(NamedTuple):
     doc: str
 
 
-def _text(env: str, raw: str) -> str:
-    return raw
-
-
 def _optional_text(env: str, raw: str) -> str | None:
     return raw or None
 
