@@ -40,7 +40,7 @@ class Slot:
     def __init__(self, number: int, client: RuntimeApiClient) -> None:
         self.number = number
         self.client = client
-        self.state = "starting"  # starting -> polling <-> running -> stopped
+        self.state = "starting"  # starting -> (yielding -> polling -> running -> idle)* -> stopped
         self.greenlet: gevent.Greenlet | None = None
 
 
@@ -146,6 +146,15 @@ class SlotPool:
             slot.client.close()
 
     def _serve_one(self, slot: Slot, backoff: Backoff) -> None:
+        # Fairness: gevent I/O that can complete at once never yields, so under CPU contention
+        # a slot whose answers always arrived "in time" served invocation after invocation while
+        # ready slots waited seconds (p99 1.4 s at N=16). Waiting for the loop to go idle first
+        # gives every ready slot its turn (~2 µs), and polls for new work only once the
+        # process has caught up with the work it has.
+        slot.state = "yielding"
+        gevent.idle()
+        if self.draining:
+            raise StopPolling
         slot.state = "polling"
         invocation = poll(slot.client, backoff, sleep=gevent.sleep)
         slot.state = "running"

@@ -28,6 +28,7 @@ import requests
 
 logger = logging.getLogger("app")
 state = {"now": 0, "max": 0}
+turns = {}
 
 def handler(event, context):
     state["now"] += 1
@@ -64,6 +65,13 @@ def act(event, context):
                                             retries={"max_attempts": 1}))
         client.get_caller_identity()
         return {"i": event["i"]}
+    if action == "spin":
+        import gevent
+        turns[id(gevent.getcurrent())] = turns.get(id(gevent.getcurrent()), 0) + 1
+        end = time.perf_counter() + event["seconds"]
+        while time.perf_counter() < end:
+            pass
+        return sorted(turns.values())
     if action == "log":
         for n in range(event["lines"]):
             logger.warning("line %d of %s", n, context.aws_request_id)
@@ -155,6 +163,35 @@ def test_requests_handler_overlaps_against_a_slow_local_server(emulator_factory,
     assert {r.json()["body"] for r in results} == {"slow answer"}
     assert slow_server.max == n  # the server saw N requests at once: requests cooperated
     assert emulator.stats()["max_in_flight"] == n
+
+
+def test_slots_take_turns_under_cpu_contention(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    # CPU-bound invocations while another process competes for the CPU: each slot's /next
+    # answer tends to arrive before the slot reads it, so without an explicit yield between
+    # invocations a few slots served everything and the others waited seconds.
+    import subprocess
+    import sys
+    n = 8
+    emulator = emulator_factory(concurrency=n, timeout=60)
+    start_runtime(emulator, app, concurrency=n, env={"LMI_GEVENT_STALL_THRESHOLD": "off"})
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 3
+
+        def caller(_: int) -> list[int]:
+            turns = []
+            while time.monotonic() < deadline:
+                turns = emulator.invoke({"action": "spin", "seconds": 0.01}).json()
+            return turns
+
+        with __import__("concurrent.futures").futures.ThreadPoolExecutor(n) as pool:
+            results = list(pool.map(caller, range(n)))
+    finally:
+        spinner.kill()
+        spinner.wait()
+    turns = max(results, key=sum)  # the latest snapshot of every slot's count
+    assert len(turns) == n, turns
+    assert min(turns) * 3 >= max(turns), f"slots starved: {turns}"
 
 
 def test_sys_exit_and_keyboard_interrupt_answer_their_invocation_only(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
