@@ -13,6 +13,7 @@ Each request is sent in one write with TCP_NODELAY: two writes (headers, then bo
 from __future__ import annotations
 
 import socket
+from typing import Callable
 
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100
@@ -64,8 +65,13 @@ class Connection:
         return sock
 
     def request(self, method: str, path: str, headers: dict[str, str],
-                body: bytes | None = None) -> Response:
-        """Send one request and read its response; raises OSError subclasses on failure."""
+                body: bytes | None = None,
+                before_read: Callable[[socket.socket], None] | None = None) -> Response:
+        """Send one request and read its response; raises OSError subclasses on failure.
+
+        ``before_read(sock)`` runs after the request is sent and before any byte of the
+        answer is read: a wait there can be interrupted without losing part of an answer.
+        """
         sock = self.sock or self._connect()
         lines = [f"{method} {path} HTTP/1.1\r\n{self._host_header}"]
         for name, value in headers.items():
@@ -76,6 +82,8 @@ class Connection:
             lines.append(f"Content-Length: {len(body)}\r\n")
         lines.append("\r\n")
         sock.sendall("".join(lines).encode("latin-1") + (body or b""))
+        if before_read is not None:
+            before_read(sock)
         return self._read_response(method)
 
     def _read_response(self, method: str) -> Response:

@@ -11,7 +11,7 @@ import json
 import re
 import select
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from . import __version__
 from ._http import Connection, ConnectionLost
@@ -104,13 +104,14 @@ class RuntimeApiClient:
         return bool(readable)
 
     def _call(self, method: str, path: str, headers: dict[str, str] | None = None,
-              body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+              body: bytes | None = None, before_read: Callable[[Any], None] | None = None,
+              ) -> tuple[int, dict[str, str], bytes]:
         all_headers = {"User-Agent": USER_AGENT}
         if headers:
             all_headers.update(headers)
         for attempt in (1, 2):
             try:
-                response = self._conn.request(method, path, all_headers, body)
+                response = self._conn.request(method, path, all_headers, body, before_read)
                 return response.status, response.headers, response.body
             except (ConnectionLost, BrokenPipeError, ConnectionResetError) as exc:
                 self._conn.close()
@@ -123,10 +124,13 @@ class RuntimeApiClient:
                 raise RuntimeApiError(path, None, f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def next_invocation(self) -> Invocation:
-        """Long-poll ``/next``; raises RuntimeApiError or InvalidInvocation."""
+    def next_invocation(self, wait: Callable[[Any], None] | None = None) -> Invocation:
+        """Long-poll ``/next``; raises RuntimeApiError or InvalidInvocation.
+
+        ``wait(sock)``, if given, is where the long wait happens (see ``_http``).
+        """
         path = f"{API_PREFIX}/invocation/next"
-        status, headers, body = self._call("GET", path)
+        status, headers, body = self._call("GET", path, before_read=wait)
         if status != 200:
             # Even a 500 here is retried: on /next it also means "too many idle polls".
             raise RuntimeApiError(path, status, _excerpt(body))

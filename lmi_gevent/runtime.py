@@ -74,10 +74,12 @@ def report_init_error(client: RuntimeApiClient, function_log: logs.FunctionLog,
 
 def _serve_sequentially(config: Config, handler: Any, function_log: logs.FunctionLog,
                         client: RuntimeApiClient) -> int:
-    from .sequential import Backoff, serve
+    from .sequential import Backoff, Stopper, serve
 
     invoker = Invoker(handler, function_log, process_wide_trace_env=True)
-    serve(client, invoker, Backoff(config.retry_initial, config.retry_max))
+    stopper = Stopper()
+    stopper.install()
+    serve(client, invoker, Backoff(config.retry_initial, config.retry_max), stopper)
     return 0
 
 

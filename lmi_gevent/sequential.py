@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import random
+import select
+import signal
 import time
+from typing import Any, Callable
 
-from .client import InvalidInvocation, RuntimeApiClient, RuntimeApiError
-from .invoke import Invoker
+from .client import InvalidInvocation, Invocation, RuntimeApiClient, RuntimeApiError
+from .errors import SHUTDOWN_ERROR
+from .invoke import InvocationCut, Invoker
 
 log = logging.getLogger("lmi_gevent")
 
@@ -29,11 +33,12 @@ class Backoff:
         self.failures = 0
 
 
-def poll(client: RuntimeApiClient, backoff: Backoff, sleep=time.sleep):  # type: ignore[no-untyped-def]
-    """The next invocation, retrying failed ``/next`` calls; PlatformFailure propagates."""
+def poll(client: RuntimeApiClient, backoff: Backoff, sleep: Callable[[float], Any] = time.sleep,
+         wait: Callable[[Any], None] | None = None) -> Invocation:
+    """The next invocation, retrying failed ``/next`` calls (``wait``: see next_invocation)."""
     while True:
         try:
-            invocation = client.next_invocation()
+            invocation = client.next_invocation(wait)
         except InvalidInvocation as problem:
             log.error("Skipping an invocation that cannot be answered: %s", problem)
             continue
@@ -47,8 +52,61 @@ def poll(client: RuntimeApiClient, backoff: Backoff, sleep=time.sleep):  # type:
         return invocation
 
 
-def serve(client: RuntimeApiClient, invoker: Invoker, backoff: Backoff) -> None:
-    """Poll, invoke, answer, forever (until the platform fails or the process is stopped)."""
-    while True:
-        invocation = poll(client, backoff)
-        invoker.run(invocation, client)
+class StopRequested(BaseException):
+    """Raised by the signal handler while the loop waits for work (nothing is lost then)."""
+
+
+class Stopper:
+    """SIGTERM/SIGINT in sequential mode: exit at once while waiting for an invocation; while
+    one runs, finish and answer it first. A second signal interrupts the handler, and the
+    invocation is answered with ``Runtime.ShutdownBeforeAnswer``.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._idle = False
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._idle:
+            raise StopRequested
+        if self.requested:
+            raise InvocationCut(SHUTDOWN_ERROR, "The runtime was stopped by a second signal "
+                                                "before this invocation finished.")
+        self.requested = True
+
+    def wait_for_answer(self, sock: Any) -> None:
+        # Only this wait (and the back-off sleep) may be interrupted: no byte of an answer
+        # has been read yet, so stopping here loses nothing.
+        self._idle = True
+        try:
+            select.select([sock], [], [])
+        finally:
+            self._idle = False
+
+    def sleep(self, seconds: float) -> None:
+        self._idle = True
+        try:
+            time.sleep(seconds)
+        finally:
+            self._idle = False
+
+
+def serve(client: RuntimeApiClient, invoker: Invoker, backoff: Backoff,
+          stopper: Stopper | None = None) -> None:
+    """Poll, invoke, answer, until a signal stops it (or the platform fails)."""
+    stopper = stopper or Stopper()
+    while not stopper.requested:
+        try:
+            invocation = poll(client, backoff, sleep=stopper.sleep, wait=stopper.wait_for_answer)
+        except StopRequested:
+            log.info("Stopped while waiting for an invocation.")
+            return
+        try:
+            invoker.run(invocation, client)
+        except InvocationCut:  # a second signal while the answer was being posted
+            return
+    log.info("Stopped after answering the invocation in flight.")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
+import signal
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,10 @@ def handler(event, context):
         return {"type": type(event).__name__, "hex": event.hex()}
     if action == "echo":
         return event
+    if action == "sleep":
+        import time
+        time.sleep(event["seconds"])
+        return {"slept": event["seconds"]}
     if action == "context":
         cc = context.client_context
         return {"request_id": context.aws_request_id, "arn": context.invoked_function_arn,
@@ -247,3 +254,40 @@ def test_cli_help_lists_every_setting_and_version() -> None:
     assert version.strip() == f"lmi-gevent {__version__}"
     bad = subprocess.run(RUNTIME + ["a.b", "extra"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "unexpected arguments" in bad.stderr
+
+
+def test_sigterm_while_waiting_exits_cleanly(served) -> None:  # type: ignore[no-untyped-def]
+    emulator, runtime = served
+    assert emulator.invoke({"action": "echo"}).status == 200
+    emulator.wait_for(lambda s: s["open_polls"] == 1, timeout=10)
+    runtime.send_signal(signal.SIGTERM)
+    assert runtime.wait(10) == 0
+    assert "Traceback" not in runtime.output()
+
+
+def test_sigint_while_running_finishes_and_answers_first(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    emulator = emulator_factory(timeout=30)
+    runtime = start_runtime(emulator, app, env={"AWS_LAMBDA_LOG_LEVEL": "INFO"})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(emulator.invoke, {"action": "sleep", "seconds": 0.5})
+        emulator.wait_for(lambda s: s["in_flight"] == 1, timeout=10)
+        runtime.send_signal(signal.SIGINT)  # Ctrl-C in `lmi-gevent local`
+        result = pending.result(timeout=20)
+    assert result.status == 200 and result.json() == {"slept": 0.5}
+    assert runtime.wait(10) == 0
+    assert "Stopped after answering the invocation in flight" in runtime.output()
+    assert emulator.stats()["polls_opened_total"] == 1  # no poll after the signal
+
+
+def test_second_signal_cuts_the_running_invocation_with_an_answer(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    emulator = emulator_factory(timeout=60)
+    runtime = start_runtime(emulator, app)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(emulator.invoke, {"action": "sleep", "seconds": 30})
+        emulator.wait_for(lambda s: s["in_flight"] == 1, timeout=10)
+        runtime.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # let the first signal be handled before the second one
+        runtime.send_signal(signal.SIGTERM)
+        result = pending.result(timeout=20)
+    assert runtime.wait(10) == 0
+    assert result.json()["errorType"] == "Runtime.ShutdownBeforeAnswer"
