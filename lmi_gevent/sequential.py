@@ -83,6 +83,8 @@ class Stopper:
         # has been read yet, so stopping here loses nothing.
         self._idle = True
         try:
+            if self.requested:  # the signal came while the request was being sent
+                raise StopRequested
             select.select([sock], [], [])
         finally:
             self._idle = False
