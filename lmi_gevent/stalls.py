@@ -39,6 +39,7 @@ import logging
 import os
 import sys
 import sysconfig
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -316,7 +317,11 @@ def _start_monitor_thread(hub: Any, sample_period: float) -> None:
             and "print_blocking_reports" in gevent.config.settings):
         gevent.config.print_blocking_reports = False
     gevent.config.monitor_thread = True
-    monitor = hub.start_periodic_monitoring_thread()
+    with warnings.catch_warnings():
+        # Without psutil gevent warns that it cannot watch memory, on stderr of every
+        # function; the detector does not use memory monitoring.
+        warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
+        monitor = hub.start_periodic_monitoring_thread()
     if "print_blocking_reports" not in gevent.config.settings:
         # gevent < 25.4.1: this method is the documented place to redirect its report.
         monitor._show_blocking_report = lambda hub, report, greenlet: (greenlet, report)

@@ -384,3 +384,20 @@ def test_lmi_log_socket_receives_stdout_and_stderr(emulator_factory, app, tmp_pa
     assert len(accepted) == 1  # one connection for stdout and stderr
     assert "print " not in runtime.output()
     listener.close()
+
+
+def test_no_gevent_warnings_on_stderr_without_psutil(emulator_factory, app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # psutil is optional for users; gevent's monitor thread (started by the stall detector)
+    # would otherwise print a MonitorWarning into every function's log.
+    hide = tmp_path / "hide_psutil"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['psutil'] = None\n")
+    import os
+    emulator = emulator_factory(concurrency=2, timeout=10)
+    runtime = start_runtime(emulator, app, concurrency=2,
+                            env={"PYTHONPATH": f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert emulator.invoke({"action": "echo"}).status == 200
+    runtime.send_signal(signal.SIGTERM)
+    assert runtime.wait(10) == 0
+    output = runtime.output()
+    assert "Warning" not in output, output
