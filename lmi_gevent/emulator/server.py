@@ -146,9 +146,10 @@ def serve_connection(sock: socket.socket, address: Any, *, router: Router,
         if on_bad_request is not None:
             on_bad_request()
         _try_send(conn, 400, {"errorType": "BadRequest", "errorMessage": str(exc)})
-    except ConnectionResetError:
+    except (ConnectionResetError, BrokenPipeError):
         # Linux answers close() with RST instead of FIN only when unread data was left in
-        # the receive buffer: the peer never read what we wrote last.
+        # the receive buffer: the peer never read what we wrote last. (A RST that follows
+        # the peer's FIN is reported as EPIPE, one before it as ECONNRESET.)
         if conn.on_reset_unread is not None:
             conn.on_reset_unread()
     except OSError:
