@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import os
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, NamedTuple
 
 from . import errors
 from .client import Invocation, RuntimeApiClient, RuntimeApiError
@@ -36,6 +36,13 @@ class InvocationCut(BaseException):
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+
+
+class Failure(NamedTuple):
+    """An invocation to be answered with an error body (and its X-Ray cause)."""
+
+    error: dict[str, Any]
+    cause: dict[str, Any] | None
 
 
 def _no_guard(invocation: Invocation) -> ContextManager[Any]:
@@ -66,16 +73,17 @@ class Invoker:
             _set_process_trace_env(invocation.trace_id)
         try:
             outcome = self._call_handler(invocation)
-            if outcome[0] == "response":
-                self._post_response(invocation, client, outcome[1], outcome[2])
+            if isinstance(outcome, Failure):
+                self._post_error(invocation, client, outcome.error, outcome.cause)
             else:
-                self._post_error(invocation, client, outcome[1], outcome[2])
+                self._post_response(invocation, client, *outcome)
         finally:
             REQUEST_ID.set(None)
             TENANT_ID.set(None)
             TRACE_ID.set(None)
 
-    def _call_handler(self, invocation: Invocation) -> tuple[str, Any, Any]:
+    def _call_handler(self, invocation: Invocation) -> tuple[bytes, str] | Failure:
+        """The response body and content type, or the failure to answer with instead."""
         try:
             context = build_context(invocation)
             event = decode_event(invocation.body, invocation.content_type)
@@ -84,12 +92,12 @@ class Invoker:
             body, content_type = encode_response(result)
         except InvocationCut as cut:
             fault = errors.RuntimeFault(cut.error_type, cut.message)
-            return ("error", *errors.describe_exception(fault, invocation.request_id))
+            return Failure(*errors.describe_exception(fault, invocation.request_id))
         except BaseException as exc:  # noqa: BLE001 - SystemExit etc. must not kill the slot
-            return ("error", *errors.describe_exception(exc, invocation.request_id))
+            return Failure(*errors.describe_exception(exc, invocation.request_id))
         finally:
             context = event = result = None  # drop references before the (slow) post
-        return "response", body, content_type
+        return body, content_type
 
     def _post_response(self, invocation: Invocation, client: RuntimeApiClient, body: bytes,
                        content_type: str) -> None:

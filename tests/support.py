@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import Any
 from pathlib import Path
 
 from lmi_gevent.emulator.api import Emulator, RuntimeProcess
@@ -30,3 +32,10 @@ def start_runtime(emulator: Emulator, root: Path, handler: str = "app.handler", 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def init_error(emulator: Emulator) -> tuple[str, dict[str, Any]]:
+    """The init error the emulator recorded: its Error-Type header and its parsed body."""
+    recorded = emulator.stats()["init_error"]
+    assert recorded is not None, "no init error was posted"
+    return recorded["type"], json.loads(recorded["body"])

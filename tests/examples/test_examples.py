@@ -89,22 +89,19 @@ def test_bootstrap_without_handler_says_what_is_missing(tmp_path) -> None:  # ty
     assert result.returncode != 0 and "_HANDLER is not set" in result.stderr
 
 
-class _CfnLoader(__import__("yaml").SafeLoader if __import__("importlib.util").util.find_spec("yaml") else object):
-    """YAML loader that reads CloudFormation's short-form tags (!Ref, !GetAtt) as plain data."""
-
-
 def _load_template() -> dict:
     yaml = pytest.importorskip("yaml")
 
+    class CloudFormationLoader(yaml.SafeLoader):
+        """Reads CloudFormation's short-form tags (!Ref, !GetAtt) as plain data."""
+
     def tag(loader, suffix, node):  # type: ignore[no-untyped-def]
         if isinstance(node, yaml.ScalarNode):
-            value = loader.construct_scalar(node)
-        else:
-            value = loader.construct_sequence(node)
-        return {suffix: value}
+            return {suffix: loader.construct_scalar(node)}
+        return {suffix: loader.construct_sequence(node)}
 
-    _CfnLoader.add_multi_constructor("!", tag)
-    return yaml.load((EXAMPLES / "template.yaml").read_text(), Loader=_CfnLoader)
+    CloudFormationLoader.add_multi_constructor("!", tag)
+    return yaml.load((EXAMPLES / "template.yaml").read_text(), Loader=CloudFormationLoader)
 
 
 def test_sam_template_declares_the_managed_instances_properties() -> None:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -169,8 +173,6 @@ def test_slots_take_turns_under_cpu_contention(emulator_factory, app) -> None:  
     # CPU-bound invocations while another process competes for the CPU: each slot's /next
     # answer tends to arrive before the slot reads it, so without an explicit yield between
     # invocations a few slots served everything and the others waited seconds.
-    import subprocess
-    import sys
     n = 8
     emulator = emulator_factory(concurrency=n, timeout=60)
     start_runtime(emulator, app, concurrency=n, env={"LMI_GEVENT_STALL_THRESHOLD": "off"})
@@ -184,7 +186,7 @@ def test_slots_take_turns_under_cpu_contention(emulator_factory, app) -> None:  
                 turns = emulator.invoke({"action": "spin", "seconds": 0.01}).json()
             return turns
 
-        with __import__("concurrent.futures").futures.ThreadPoolExecutor(n) as pool:
+        with ThreadPoolExecutor(n) as pool:
             results = list(pool.map(caller, range(n)))
     finally:
         spinner.kill()
@@ -217,7 +219,7 @@ def test_trace_id_is_per_invocation_for_legacy_environ_readers(emulator_factory,
     def call(i: int):  # type: ignore[no-untyped-def]
         return emulator.invoke({"action": "trace", "seconds": 0.3}, trace_id=traces[i]).json()
 
-    with __import__("concurrent.futures").futures.ThreadPoolExecutor(n) as pool:
+    with ThreadPoolExecutor(n) as pool:
         bodies = list(pool.map(call, range(n)))
     for trace, body in zip(traces, bodies, strict=True):
         assert body["before"] == body["after"] == body["ctx"] == trace
@@ -239,7 +241,7 @@ def test_botocore_sends_each_invocations_own_trace_header(emulator_factory, app,
     def call(i: int):  # type: ignore[no-untyped-def]
         return emulator.invoke({"action": "botocore", "url": slow_server.url, "i": i}, trace_id=traces[i])
 
-    with __import__("concurrent.futures").futures.ThreadPoolExecutor(n) as pool:
+    with ThreadPoolExecutor(n) as pool:
         results = list(pool.map(call, range(n)))
     assert all(r.status == 200 and r.function_error is None for r in results), runtime.output()
     assert slow_server.max >= 2  # the calls overlapped, so a shared variable would have crossed
@@ -284,7 +286,7 @@ def test_sigterm_drains_in_flight_invocations(emulator_factory, app) -> None:  #
     n = 4
     emulator = emulator_factory(concurrency=n, timeout=30)
     runtime = start_runtime(emulator, app, concurrency=n, env={"AWS_LAMBDA_LOG_LEVEL": "INFO"})
-    pending = __import__("concurrent.futures").futures.ThreadPoolExecutor(n)
+    pending = ThreadPoolExecutor(n)
     futures = [pending.submit(emulator.invoke, {"action": "sleep", "seconds": 1.0}) for _ in range(n)]
     emulator.wait_for(lambda s: s["in_flight"] == n, timeout=10)
     marker = emulator.mark("sigterm")
@@ -303,7 +305,7 @@ def test_drain_timeout_cuts_and_answers_what_is_left(emulator_factory, app) -> N
     n = 2
     emulator = emulator_factory(concurrency=n, timeout=60)
     runtime = start_runtime(emulator, app, concurrency=n, env={"LMI_GEVENT_DRAIN_TIMEOUT": "0.3"})
-    pending = __import__("concurrent.futures").futures.ThreadPoolExecutor(n)
+    pending = ThreadPoolExecutor(n)
     futures = [pending.submit(emulator.invoke, {"action": "sleep", "seconds": 30}) for _ in range(n)]
     emulator.wait_for(lambda s: s["in_flight"] == n, timeout=10)
     runtime.send_signal(signal.SIGTERM)
@@ -321,7 +323,7 @@ def test_drain_timeout_cuts_and_answers_what_is_left(emulator_factory, app) -> N
 def test_second_signal_exits_at_once(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
     emulator = emulator_factory(concurrency=2, timeout=60)
     runtime = start_runtime(emulator, app, concurrency=2, env={"LMI_GEVENT_DRAIN_TIMEOUT": "60"})
-    pending = __import__("concurrent.futures").futures.ThreadPoolExecutor(1)
+    pending = ThreadPoolExecutor(1)
     pending.submit(emulator.invoke, {"action": "sleep", "seconds": 30}, timeout=90)
     emulator.wait_for(lambda s: s["in_flight"] == 1, timeout=10)
     runtime.send_signal(signal.SIGTERM)
@@ -392,7 +394,6 @@ def test_no_gevent_warnings_on_stderr_without_psutil(emulator_factory, app, tmp_
     hide = tmp_path / "hide_psutil"
     hide.mkdir()
     (hide / "sitecustomize.py").write_text("import sys\nsys.modules['psutil'] = None\n")
-    import os
     emulator = emulator_factory(concurrency=2, timeout=10)
     runtime = start_runtime(emulator, app, concurrency=2,
                             env={"PYTHONPATH": f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import start_runtime
+from tests.support import init_error, start_runtime
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,10 +38,9 @@ def test_init_error_is_posted_once_logged_and_exits_non_zero(emulator_factory, t
     assert runtime.wait(20) == 1, runtime.output()
     stats = emulator.stats()
     assert stats["status_codes"]["init_error"] == {"202": 1}
-    assert stats["init_error"]["type"] == error_type
     assert stats["polls_opened_total"] == 0  # never polled after failing init
-    body = stats["init_error"]["body"]
-    body = body if isinstance(body, dict) else __import__("json").loads(body)
+    posted_type, body = init_error(emulator)
+    assert posted_type == error_type
     assert body["errorType"] == error_type and body["errorMessage"].startswith(message)
     assert body["requestId"] == "" and isinstance(body["stackTrace"], list)
     output = runtime.output()
@@ -56,8 +55,7 @@ def test_exception_at_import_keeps_the_user_stack(emulator_factory, task_root) -
     emulator = emulator_factory(timeout=10)
     runtime = start_runtime(emulator, task_root(**MODULES), "raises_at_import.handler", wait=False)
     runtime.wait(20)
-    body = emulator.stats()["init_error"]["body"]
-    body = body if isinstance(body, dict) else __import__("json").loads(body)
+    _, body = init_error(emulator)
     assert any("raises_at_import.py" in frame for frame in body["stackTrace"])
     assert not any("lmi_gevent" in frame for frame in body["stackTrace"][:1])
 
@@ -68,9 +66,8 @@ def test_invalid_concurrency_is_an_init_error_naming_the_variable(emulator_facto
     runtime = start_runtime(emulator, task_root(**MODULES), "ok.handler", wait=False,
                             env={"AWS_LAMBDA_MAX_CONCURRENCY": value})
     assert runtime.wait(20) == 1
-    init_error = emulator.stats()["init_error"]
-    assert init_error["type"] == "Runtime.ConfigurationError"
-    body = init_error["body"] if isinstance(init_error["body"], dict) else __import__("json").loads(init_error["body"])
+    posted_type, body = init_error(emulator)
+    assert posted_type == "Runtime.ConfigurationError"
     assert "AWS_LAMBDA_MAX_CONCURRENCY" in body["errorMessage"] and "1 to 1600" in body["errorMessage"]
     assert repr(value) in body["errorMessage"]
     assert "gevent" not in runtime.output().lower()  # reported before any patching

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import OFFICIAL_RUNTIME, RUNTIME, start_runtime
+from tests.support import OFFICIAL_RUNTIME, RUNTIME, init_error, start_runtime
 
 pytest.importorskip("awslambdaric")
 pytestmark = pytest.mark.timeout(90)
@@ -194,9 +194,8 @@ def test_init_errors_match(emulator_factory, task_root, handler) -> None:  # typ
         emulator = emulator_factory(timeout=10)
         runtime = start_runtime(emulator, root, handler, argv=argv, wait=False)
         code = runtime.wait(20)
-        init_error = emulator.stats()["init_error"]
-        body = init_error["body"] if isinstance(init_error["body"], dict) else json.loads(init_error["body"])
-        seen[name] = (code != 0, init_error["type"], body)
+        posted_type, body = init_error(emulator)
+        seen[name] = (code != 0, posted_type, body)
     (our_failed, our_type, our_body), (their_failed, their_type, their_body) = seen["ours"], seen["theirs"]
     assert our_failed and their_failed
     assert our_type == their_type == INIT_CASES[handler]  # the Error-Type header

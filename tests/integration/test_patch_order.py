@@ -3,6 +3,7 @@ in sequential mode. Each scenario runs a fresh interpreter: import order is proc
 
 from __future__ import annotations
 
+import os
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_modules_imported_before_patching_are_named_in_a_warning(emulator_factor
     (early / "sitecustomize.py").write_text("import ssl, queue\n")
     emulator = emulator_factory(concurrency=2, timeout=10)
     runtime = start_runtime(emulator, task_root(probe=PROBE), "probe.handler", concurrency=2,
-                            env={"PYTHONPATH": str(early) + ":" + __import__("os").environ.get("PYTHONPATH", "")})
+                            env={"PYTHONPATH": os.pathsep.join([str(early), os.environ.get("PYTHONPATH", "")])})
     assert emulator.invoke({}).status == 200
     warning = next(line for line in runtime.output().splitlines() if "Imported before gevent could patch" in line)
     assert "ssl" in warning and "queue" in warning and warning.startswith("[WARNING]")
