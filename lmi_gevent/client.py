@@ -97,11 +97,7 @@ class RuntimeApiClient:
 
     def has_unread_data(self) -> bool:
         """True when an answer (e.g. an invocation) is waiting unread on the connection."""
-        sock = self._conn.sock
-        if sock is None:
-            return False
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
+        return self._conn.sock is not None and readable_now(self._conn.sock)
 
     def _call(self, method: str, path: str, headers: dict[str, str] | None = None,
               body: bytes | None = None, before_read: Callable[[Any], None] | None = None,
@@ -160,6 +156,15 @@ class RuntimeApiClient:
         if status == 500:
             raise PlatformFailure(path, status, _excerpt(reply))
         return status, reply
+
+
+def readable_now(sock: Any) -> bool:
+    """True when ``sock`` has bytes (or an end of stream) to read without waiting."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed under us: nothing to read
+        return False
+    return bool(readable)
 
 
 def _error_headers(error: dict[str, Any], cause: dict[str, Any] | None) -> dict[str, str]:

@@ -9,7 +9,7 @@ import signal
 import time
 from typing import Any, Callable
 
-from .client import InvalidInvocation, Invocation, RuntimeApiClient, RuntimeApiError
+from .client import InvalidInvocation, Invocation, RuntimeApiClient, RuntimeApiError, readable_now
 from .errors import SHUTDOWN_ERROR
 from .invoke import InvocationCut, Invoker
 
@@ -65,6 +65,7 @@ class Stopper:
     def __init__(self) -> None:
         self.requested = False
         self._idle = False
+        self._waiting_on: Any = None  # the /next socket while wait_for_answer blocks on it
 
     def install(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -72,6 +73,11 @@ class Stopper:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._idle:
+            if self._waiting_on is not None and readable_now(self._waiting_on):
+                # The platform already sent an invocation (the process may simply not have
+                # been scheduled to read it): it is ours now, so serve and answer it first.
+                self.requested = True
+                return
             raise StopRequested
         if self.requested:
             raise InvocationCut(SHUTDOWN_ERROR, "The runtime was stopped by a second signal "
@@ -79,19 +85,23 @@ class Stopper:
         self.requested = True
 
     def wait_for_answer(self, sock: Any) -> None:
-        # Only this wait (and the back-off sleep) may be interrupted: no byte of an answer
-        # has been read yet, so stopping here loses nothing.
+        # Only this wait (and the back-off sleep) may be interrupted, and only while nothing
+        # has arrived on the socket: then stopping loses nothing.
         self._idle = True
+        self._waiting_on = sock
         try:
             if self.requested:  # the signal came while the request was being sent
                 raise StopRequested
             select.select([sock], [], [])
         finally:
             self._idle = False
+            self._waiting_on = None
 
     def sleep(self, seconds: float) -> None:
         self._idle = True
         try:
+            if self.requested:
+                raise StopRequested
             time.sleep(seconds)
         finally:
             self._idle = False

@@ -30,6 +30,16 @@ def start_runtime(emulator: Emulator, root: Path, handler: str = "app.handler", 
     return runtime
 
 
+def wait_delivered(emulator: Emulator, count: int, timeout: float = 10) -> None:
+    """Wait until ``count`` invocations were written to the runtime's sockets.
+
+    The emulator counts an invocation in flight when it hands it to a poll, a moment before
+    the bytes go out; a signal test that must not race the delivery waits for this instead.
+    """
+    emulator.wait_for(lambda stats: stats["status_codes"]["next"].get("200", 0) >= count,
+                      timeout=timeout)
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import RUNTIME, start_runtime
+from tests.support import RUNTIME, start_runtime, wait_delivered
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -270,7 +270,7 @@ def test_sigint_while_running_finishes_and_answers_first(emulator_factory, app) 
     runtime = start_runtime(emulator, app, env={"AWS_LAMBDA_LOG_LEVEL": "INFO"})
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(emulator.invoke, {"action": "sleep", "seconds": 0.5})
-        emulator.wait_for(lambda s: s["in_flight"] == 1, timeout=10)
+        wait_delivered(emulator, 1)
         runtime.send_signal(signal.SIGINT)  # Ctrl-C in `lmi-gevent local`
         result = pending.result(timeout=20)
     assert result.status == 200 and result.json() == {"slept": 0.5}
@@ -279,12 +279,33 @@ def test_sigint_while_running_finishes_and_answers_first(emulator_factory, app) 
     assert emulator.stats()["polls_opened_total"] == 1  # no poll after the signal
 
 
+def test_signal_after_an_invocation_arrived_unread_still_answers_it(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    # The platform wrote an invocation to the socket, but the process had not been scheduled
+    # to read it when the signal came (CI saw this as a lost invocation). SIGSTOP makes the
+    # moment certain: the bytes wait in the socket buffer while the signal is pending.
+    emulator = emulator_factory(timeout=30)
+    runtime = start_runtime(emulator, app, env={"AWS_LAMBDA_LOG_LEVEL": "INFO"})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        os.kill(runtime.pid, signal.SIGSTOP)
+        try:
+            pending = pool.submit(emulator.invoke, {"action": "echo", "n": 1})
+            wait_delivered(emulator, 1)
+            runtime.send_signal(signal.SIGINT)
+        finally:
+            os.kill(runtime.pid, signal.SIGCONT)
+        result = pending.result(timeout=20)
+    assert result.status == 200 and result.json() == {"action": "echo", "n": 1}, runtime.output()
+    assert runtime.wait(10) == 0
+    assert "Stopped after answering the invocation in flight" in runtime.output()
+    assert emulator.stats()["polls_opened_total"] == 1
+
+
 def test_second_signal_cuts_the_running_invocation_with_an_answer(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
     emulator = emulator_factory(timeout=60)
     runtime = start_runtime(emulator, app)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(emulator.invoke, {"action": "sleep", "seconds": 30})
-        emulator.wait_for(lambda s: s["in_flight"] == 1, timeout=10)
+        wait_delivered(emulator, 1)
         runtime.send_signal(signal.SIGTERM)
         time.sleep(0.2)  # let the first signal be handled before the second one
         runtime.send_signal(signal.SIGTERM)
