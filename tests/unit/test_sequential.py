@@ -15,7 +15,7 @@ def test_backoff_grows_with_equal_jitter_up_to_the_cap_and_resets() -> None:
     backoff = Backoff(initial=0.1, cap=1.0)
     delays = [backoff.next_delay() for _ in range(8)]
     ceilings = [min(1.0, 0.1 * 2 ** k) for k in range(8)]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     backoff.reset()
     assert 0.05 <= backoff.next_delay() <= 0.1
 
