@@ -23,6 +23,24 @@ TRACE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 W3C_FIELDS = ("traceparent", "tracestate", "baggage")
 
+# Sequential mode runs one invocation at a time, so its ids are also kept process-wide, as the
+# official client keeps them: a thread the handler starts begins with an empty context and
+# would otherwise log without the request id. Concurrent mode never sets these (see inherit).
+_process_ids: tuple[str | None, str | None] = (None, None)
+
+
+def set_process_ids(request_id: str | None, tenant_id: str | None) -> None:
+    global _process_ids
+    _process_ids = (request_id, tenant_id)
+
+
+def current_ids() -> tuple[str | None, str | None]:
+    """(request id, tenant id) of the invocation this code runs for, or (None, None)."""
+    request_id = REQUEST_ID.get()
+    if request_id is None:
+        return _process_ids
+    return request_id, TENANT_ID.get()
+
 
 class CognitoIdentity:
     __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")

@@ -174,8 +174,8 @@ class PostImportHook:
             self.on_import(module)
         except Exception:
             # Our hook must never break the handler's import: log, and let it block.
-            log.exception("lmi-gevent could not set up %s after it was imported; it will "
-                          "block other invocations while it waits.", self.name)
+            log.exception("lmi-gevent could not adapt %s to concurrent mode after it was "
+                          "imported; it runs unadapted.", self.name)
 
 
 class _LoaderThenHook:

@@ -14,7 +14,7 @@ from typing import Any, Callable, ContextManager, NamedTuple
 
 from . import errors
 from .client import Invocation, RuntimeApiClient, RuntimeApiError
-from .context import REQUEST_ID, TENANT_ID, TRACE_ENV_KEY, TRACE_ID, LambdaContext
+from .context import REQUEST_ID, TENANT_ID, TRACE_ENV_KEY, TRACE_ID, LambdaContext, set_process_ids
 from .logs import FunctionLog
 from .marshal import decode_event, encode_response
 
@@ -53,23 +53,25 @@ class Invoker:
     """Runs invocations of one handler and posts their answers.
 
     ``guard`` wraps the handler call (concurrent mode uses it to reclaim the slot of an
-    invocation that runs past its deadline). ``process_wide_trace_env`` sets the real
-    ``_X_AMZN_TRACE_ID`` environment variable, as the official client does in sequential mode.
+    invocation that runs past its deadline). ``process_wide`` (sequential mode) also keeps the
+    ids process-wide and sets the real ``_X_AMZN_TRACE_ID`` environment variable, as the
+    official client does, so threads the handler starts see them too.
     """
 
     def __init__(self, handler: Callable[[Any, Any], Any], function_log: FunctionLog, *,
-                 guard: Guard = _no_guard, process_wide_trace_env: bool = False) -> None:
+                 guard: Guard = _no_guard, process_wide: bool = False) -> None:
         self.handler = handler
         self.function_log = function_log
         self.guard = guard
-        self.process_wide_trace_env = process_wide_trace_env
+        self.process_wide = process_wide
 
     def run(self, invocation: Invocation, client: RuntimeApiClient) -> None:
         """Handle one invocation and post its one answer; PlatformFailure propagates."""
         REQUEST_ID.set(invocation.request_id)
         TENANT_ID.set(invocation.tenant_id)
         TRACE_ID.set(invocation.trace_id)
-        if self.process_wide_trace_env:
+        if self.process_wide:
+            set_process_ids(invocation.request_id, invocation.tenant_id)
             _set_process_trace_env(invocation.trace_id)
         try:
             outcome = self._call_handler(invocation)
@@ -81,6 +83,8 @@ class Invoker:
             REQUEST_ID.set(None)
             TENANT_ID.set(None)
             TRACE_ID.set(None)
+            if self.process_wide:
+                set_process_ids(None, None)
 
     def _call_handler(self, invocation: Invocation) -> tuple[bytes, str] | Failure:
         """The response body and content type, or the failure to answer with instead."""

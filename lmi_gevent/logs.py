@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import Any, TextIO
 
-from .context import REQUEST_ID, TENANT_ID
+from .context import current_ids
 from .marshal import to_json
 
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
@@ -100,8 +100,8 @@ class RequestIdFilter(logging.Filter):
     """Stamps each record with the current invocation's request and tenant ids."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.aws_request_id = REQUEST_ID.get() or ""
-        record.tenant_id = TENANT_ID.get()
+        request_id, record.tenant_id = current_ids()
+        record.aws_request_id = request_id or ""
         return True
 
 

@@ -76,7 +76,7 @@ def _serve_sequentially(config: Config, handler: Any, function_log: logs.Functio
                         client: RuntimeApiClient) -> int:
     from .sequential import Backoff, Stopper, serve
 
-    invoker = Invoker(handler, function_log, process_wide_trace_env=True)
+    invoker = Invoker(handler, function_log, process_wide=True)
     stopper = Stopper()
     stopper.install()
     serve(client, invoker, Backoff(config.retry_initial, config.retry_max), stopper)

@@ -94,6 +94,22 @@ class RuntimeProcess:
         """Everything the runtime printed so far (stdout and stderr, interleaved)."""
         return b"".join(self._chunks).decode("utf-8", "replace")
 
+    def wait_for_output(self, check: str | Callable[[str], bool], timeout: float = 10) -> str:
+        """The output once it contains ``check`` (or ``check(output)`` is true), or as it is
+        when ``timeout`` runs out or the runtime exits. What the runtime wrote before an
+        answer reaches this process through a pipe and a reader thread, a moment later
+        than the answer may."""
+        test = (lambda text: check in text) if isinstance(check, str) else check
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self._popen.poll() is not None
+            if exited:
+                self._reader.join(timeout=5)
+            text = self.output()
+            if test(text) or exited or time.monotonic() >= deadline:
+                return text
+            time.sleep(0.01)
+
     def send_signal(self, sig: int) -> None:
         """Signal the runtime's main process only (as Lambda's SIGTERM reaches the runtime)."""
         if self._popen.poll() is None:

@@ -27,8 +27,10 @@ from tests.support import start_runtime, wait_delivered
 pytestmark = pytest.mark.timeout(90)
 
 APP = """
-import logging, os, sys, time
+import concurrent.futures, logging, os, sys, threading, time
 import requests
+from gevent import spawn  # bound at import, as a handler module would
+from gevent.pool import Pool
 
 logger = logging.getLogger("app")
 state = {"now": 0, "max": 0}
@@ -69,6 +71,26 @@ def act(event, context):
                                             retries={"max_attempts": 1}))
         client.get_caller_identity()
         return {"i": event["i"]}
+    if action == "fanout":
+        rid = context.aws_request_id
+
+        def work(kind):
+            time.sleep(0.05)  # the invocations' workers overlap
+            logger.warning("%s of %s", kind, rid)
+            return os.environ.get("_X_AMZN_TRACE_ID")
+
+        if "executor" not in state:  # made by the first invocation, shared by all
+            state["executor"] = concurrent.futures.ThreadPoolExecutor(2)
+        traces = [state["executor"].submit(work, "executor").result()]
+        traces += state["executor"].map(work, ["executor-map"])
+        box = []
+        thread = threading.Thread(target=lambda: box.append(work("thread")))
+        thread.start()
+        thread.join()
+        traces += box
+        traces.append(spawn(work, "spawn").get())
+        traces += Pool(2).map(work, ["pool", "pool"])
+        return {"traces": traces}
     if action == "spin":
         import gevent
         turns[id(gevent.getcurrent())] = turns.get(id(gevent.getcurrent()), 0) + 1
@@ -252,6 +274,29 @@ def test_botocore_sends_each_invocations_own_trace_header(emulator_factory, app,
     assert sent == traces
 
 
+def test_threads_greenlets_and_pools_a_handler_starts_carry_its_ids(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    n = 4
+    emulator = emulator_factory(concurrency=n, timeout=30)
+    runtime = start_runtime(emulator, app, concurrency=n)
+    traces = [f"Root=1-22222222-33333333333333333333333{i};Sampled=1" for i in range(n)]
+
+    def call(i: int):  # type: ignore[no-untyped-def]
+        return emulator.invoke({"action": "fanout"}, trace_id=traces[i])
+
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(call, range(n)))
+    assert all(r.status == 200 and r.function_error is None for r in results), runtime.output()
+    for trace, result in zip(traces, results, strict=True):
+        assert result.json()["traces"] == [trace] * 6
+    assert emulator.stats()["max_in_flight"] >= 2
+    output = runtime.wait_for_output(lambda text: text.count("[WARNING]") >= 6 * n)
+    records = [line.split("\t") for line in output.split("\n") if line.startswith("[WARNING]")]
+    kinds = [message.split(" of ")[0] for *_, message in records]
+    assert sorted(kinds) == sorted(["executor", "executor-map", "thread", "spawn", "pool", "pool"] * n)
+    for _, _, request_id, message in records:
+        assert message.endswith(f" of {request_id}"), runtime.output()
+
+
 def test_log_records_and_prints_keep_their_request_id_and_stay_whole(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
     n = 4
     emulator = emulator_factory(concurrency=n, timeout=30)
@@ -260,7 +305,9 @@ def test_log_records_and_prints_keep_their_request_id_and_stay_whole(emulator_fa
     assert all(r.status == 200 for r in results)
     assert emulator.stats()["max_in_flight"] == n
     warnings = prints = 0
-    for line in runtime.output().split("\n"):
+    output = runtime.wait_for_output(lambda text: len(re.findall(r"^print ", text, re.M)) >= 30 * n
+                                     and text.count("[WARNING]") >= 30 * n)
+    for line in output.split("\n"):
         if line.startswith("[WARNING]"):
             _, _, rid, message = line.split("\t")
             assert message.endswith(f" of {rid}")  # the record's request id is its own
@@ -275,7 +322,8 @@ def test_worker_pool_initializing_record_is_logged_once(emulator_factory, app) -
     emulator = emulator_factory(concurrency=5, timeout=30)
     runtime = start_runtime(emulator, app, concurrency=5,
                             env={"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"})
-    records = [json.loads(line) for line in runtime.output().splitlines() if line.startswith("{")]
+    output = runtime.wait_for_output("runtime_worker_pool_initializing")
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     pool = [r for r in records if isinstance(r["message"], dict)
             and r["message"].get("event") == "runtime_worker_pool_initializing"]
     assert len(pool) == 1 and pool[0]["level"] == "DEBUG"

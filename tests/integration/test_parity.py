@@ -16,7 +16,7 @@ pytest.importorskip("awslambdaric")
 pytestmark = pytest.mark.timeout(90)
 
 APP = """
-import collections, decimal, sys
+import collections, decimal, logging, sys, threading
 
 Point = collections.namedtuple("Point", "x y")
 
@@ -49,6 +49,12 @@ def handler(event, context):
         class AppError(Exception):
             pass
         raise AppError("custom", 42)
+    if case == "thread_log":
+        rid = context.aws_request_id
+        worker = threading.Thread(target=lambda: logging.getLogger().warning("thread of %s", rid))
+        worker.start()
+        worker.join()
+        return "logged"
     if case == "context":
         cc = context.client_context
         return {"rid": context.aws_request_id, "arn": context.invoked_function_arn,
@@ -63,7 +69,7 @@ def handler(event, context):
 """
 
 CASES = ["dict", "str", "none", "decimal", "namedtuple", "floats", "bytes", "set", "raise",
-         "raise_custom"]
+         "raise_custom", "thread_log"]
 
 
 def collect(emulator_factory, root, argv: list[str], requests: list[dict[str, Any]]) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -174,6 +180,15 @@ def test_unhandled_error_log_lines_match(both) -> None:  # type: ignore[no-untyp
     for mine, official in zip(ours, theirs, strict=True):
         if "UnmarshalError" not in mine:
             assert mine == official
+
+
+def test_a_thread_the_handler_starts_logs_with_the_request_id(both) -> None:  # type: ignore[no-untyped-def]
+    # The official client keeps the request id process-wide; a thread's records carry it.
+    for output in both["logs"]:
+        lines = [line.split("\t") for line in output.split("\n") if "\tthread of " in line]
+        assert len(lines) == 1, output
+        level, _, request_id, message = lines[0]
+        assert level == "[WARNING]" and message == f"thread of {request_id}" and request_id
 
 
 INIT_CASES = {
