@@ -79,8 +79,6 @@ def bootstrap(handler_arg: str | None) -> int:
     if config.concurrent and not problems:
         from .patching import patch_all
         early_imports = patch_all()
-        from . import inherit
-        inherit.install()  # before the handler's `from gevent import spawn`
 
     from .runtime import run
     return run(handler, config, problems, early_imports)

@@ -209,3 +209,25 @@ def install_invocation_environ() -> None:
     """
     os.environ.pop(TRACE_ENV_KEY, None)
     os.environ.__class__ = _InvocationEnviron
+    import subprocess  # already imported by gevent's patching
+
+    subprocess.Popen.__init__ = _inherit_invocation_environ(subprocess.Popen.__init__)
+
+
+_POSITIONAL_ENV = 10  # Popen(args, bufsize, executable, stdin, stdout, stderr, preexec_fn,
+#                            close_fds, shell, cwd, env, ...): env's index after args
+
+
+def _inherit_invocation_environ(init: Any) -> Any:
+    """A child started inside an invocation without an explicit ``env`` gets the invocation's
+    view of the environment (its ``_X_AMZN_TRACE_ID``), as a child of the official client's
+    one-invocation-per-process worker would. The C-level environment has no trace id."""
+
+    def __init__(self: Any, args: Any, *more: Any, **options: Any) -> None:
+        if (len(more) < _POSITIONAL_ENV and options.get("env") is None
+                and REQUEST_ID.get() is not None and TRACE_ID.get() is not None):
+            options["env"] = dict(os.environ)
+        init(self, args, *more, **options)
+
+    __init__.__wrapped__ = init  # type: ignore[attr-defined]
+    return __init__

@@ -25,7 +25,8 @@ def imported_too_early() -> list[str]:
 
 
 def patch_all() -> list[str]:
-    """Monkey-patch the stdlib for gevent; return the modules that were imported too early."""
+    """Monkey-patch the stdlib for gevent and make what a handler spawns inherit its context;
+    return the modules that were imported too early."""
     early = imported_too_early()
     from gevent import monkey
 
@@ -34,4 +35,6 @@ def patch_all() -> list[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", monkey.MonkeyPatchWarning)
         monkey.patch_all()
+    from . import inherit
+    inherit.install()  # before the handler's `from gevent import spawn`
     return early

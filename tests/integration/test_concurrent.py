@@ -58,10 +58,13 @@ def act(event, context):
     if action == "interrupt":
         raise KeyboardInterrupt
     if action == "trace":
+        import subprocess
         before = os.environ.get("_X_AMZN_TRACE_ID")
         time.sleep(event["seconds"])
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['_X_AMZN_TRACE_ID'])"],
+                               capture_output=True, text=True).stdout.strip()
         return {"before": before, "after": os.environ.get("_X_AMZN_TRACE_ID"),
-                "ctx": context.xray_trace_id, "rid": context.aws_request_id}
+                "ctx": context.xray_trace_id, "rid": context.aws_request_id, "child": child}
     if action == "botocore":
         import boto3
         from botocore.config import Config
@@ -232,7 +235,7 @@ def test_sys_exit_and_keyboard_interrupt_answer_their_invocation_only(emulator_f
     assert runtime.returncode is None and stats["answered"] == len(payloads)
 
 
-def test_trace_id_is_per_invocation_for_legacy_environ_readers(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+def test_trace_id_is_per_invocation_for_legacy_environ_readers_and_child_processes(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
     n = 4
     emulator = emulator_factory(concurrency=n, timeout=30)
     start_runtime(emulator, app, concurrency=n)
@@ -244,7 +247,7 @@ def test_trace_id_is_per_invocation_for_legacy_environ_readers(emulator_factory,
     with ThreadPoolExecutor(n) as pool:
         bodies = list(pool.map(call, range(n)))
     for trace, body in zip(traces, bodies, strict=True):
-        assert body["before"] == body["after"] == body["ctx"] == trace
+        assert body["before"] == body["after"] == body["ctx"] == body["child"] == trace
     assert emulator.stats()["max_in_flight"] == n
 
 

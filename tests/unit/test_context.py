@@ -116,6 +116,14 @@ def test_invocation_environ_gives_each_context_its_own_trace_id() -> None:
         assert os.environ.get("_X_AMZN_TRACE_ID") is None   # writes stayed in their contexts
         os.environ["OTHER"] = "1"; assert os.environ["OTHER"] == "1"
         assert subprocess.run(["sh", "-c", "echo $OTHER"], capture_output=True, text=True).stdout == "1\\n"
+        def child(env=None):
+            return subprocess.run(["sh", "-c", "echo $OTHER/$_X_AMZN_TRACE_ID"], env=env,
+                                  capture_output=True, text=True).stdout.strip()
+        def in_invocation(rid, trace):
+            REQUEST_ID.set(rid); TRACE_ID.set(trace)
+            return child(), child(env={"OTHER": "explicit"})
+        assert contextvars.Context().run(in_invocation, "c", "trace-c") == ("1/trace-c", "explicit/")
+        assert child() == "1/"  # outside an invocation: the real environment, no trace id
         print("ok")
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
