@@ -74,6 +74,12 @@ class RuntimeProcess:
             self.argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self._chunks: list[bytes] = []
+        # The reader thread keeps the pipe from filling up; output() also reads what is waiting
+        # in the pipe itself, under the same lock, so it returns everything the runtime wrote
+        # before the call (a log line written before an answer is there once the answer is).
+        self._lock = threading.Lock()
+        self._fd = self._popen.stdout.fileno()  # type: ignore[union-attr]
+        os.set_blocking(self._fd, False)
         self._reader = threading.Thread(target=self._collect, name=f"runtime-{self.pid}-output", daemon=True)
         self._reader.start()
 
@@ -86,19 +92,38 @@ class RuntimeProcess:
         return self._popen.poll()
 
     def _collect(self) -> None:
-        assert self._popen.stdout is not None
-        for chunk in iter(lambda: self._popen.stdout.read1(65536), b""):  # type: ignore[union-attr]
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._fd, selectors.EVENT_READ)
+            open_ = True
+            while open_:
+                selector.select()
+                with self._lock:
+                    open_ = self._read_waiting()
+
+    def _read_waiting(self) -> bool:
+        """Append what the pipe holds now (lock held); False once it is closed."""
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not chunk:
+                return False
             self._chunks.append(chunk)
 
     def output(self) -> str:
         """Everything the runtime printed so far (stdout and stderr, interleaved)."""
-        return b"".join(self._chunks).decode("utf-8", "replace")
+        with self._lock:
+            if self._reader.is_alive():
+                self._read_waiting()
+            return b"".join(self._chunks).decode("utf-8", "replace")
 
     def wait_for_output(self, check: str | Callable[[str], bool], timeout: float = 10) -> str:
         """The output once it contains ``check`` (or ``check(output)`` is true), or as it is
-        when ``timeout`` runs out or the runtime exits. What the runtime wrote before an
-        answer reaches this process through a pipe and a reader thread, a moment later
-        than the answer may."""
+        when ``timeout`` runs out or the runtime exits: for what the runtime writes after an
+        event the caller can observe (output() already holds everything written before)."""
         test = (lambda text: check in text) if isinstance(check, str) else check
         deadline = time.monotonic() + timeout
         while True:

@@ -96,3 +96,40 @@ def test_api_imports_no_gevent():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code, repo], capture_output=True, text=True, timeout=20, check=True)
     assert out.stdout.strip() == "[]"
+
+
+ECHO_THEN_ACK = textwrap.dedent('''
+    import socket, sys
+    ack = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    for i in range(int(sys.argv[2])):
+        sys.stdout.write(f"line {i}\\n" + "x" * (i * 37 % 5000) + "\\n")
+        sys.stdout.flush()
+        ack.sendall(b"%d\\n" % i)
+        ack.recv(1)  # wait for the test before the next line
+''')
+
+
+def test_output_holds_everything_written_before_the_call() -> None:
+    # A line written before an event the test sees (here an ack; in the suite, an answer)
+    # is in output() right after that event, with no waiting.
+    import socket
+
+    from lmi_gevent.emulator.api import RuntimeProcess
+
+    rounds = 300
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        process = RuntimeProcess([sys.executable, "-c", ECHO_THEN_ACK, str(server.getsockname()[1]),
+                                  str(rounds)], env=os.environ, cwd=None)
+        try:
+            conn, _ = server.accept()
+            with conn, conn.makefile("rb") as acks:
+                missing = []
+                for i in range(rounds):
+                    assert acks.readline() == b"%d\n" % i
+                    if f"line {i}\n" not in process.output():
+                        missing.append(i)
+                    conn.sendall(b"k")
+            assert missing == []
+            assert process.wait(10) == 0
+        finally:
+            process.kill()
