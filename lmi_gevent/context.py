@@ -1,8 +1,10 @@
 """The handler's ``context`` object and the per-invocation context variables.
 
-Per-invocation state (request id, tenant id, trace id) lives only in :mod:`contextvars`. Each
-gevent greenlet starts with an empty context, so values set inside a slot's greenlet are seen
-by that invocation alone (DESIGN.md invariant 4).
+Per-invocation state (request id, tenant id, trace id) lives in :mod:`contextvars`. Each slot
+greenlet has a context of its own, so values set inside it are seen by that invocation alone
+(DESIGN.md invariant 4) — and by what the handler spawns, which starts in a copy of it
+(:mod:`lmi_gevent.inherit`). Sequential mode also keeps the ids process-wide, as the official
+client does (:func:`current_ids`).
 """
 
 from __future__ import annotations
