@@ -58,6 +58,11 @@ def _psycopg2_without_wait_callback(module: Any) -> bool:
     return extensions is None or extensions.get_wait_callback() is None
 
 
+def _grpc_without_gevent(module: Any) -> bool:
+    cygrpc = sys.modules.get("grpc._cython.cygrpc")
+    return not getattr(cygrpc, "g_gevent_activated", False)
+
+
 def _zmq_not_green(module: Any) -> bool:
     return "zmq.green" not in sys.modules
 
@@ -100,11 +105,12 @@ MODULE_RISKS: tuple[ModuleRisk, ...] = (
                "its event loop runs in C threads that the gevent hub cannot wait on",
                "pass `connection_class=cassandra.io.geventreactor.GeventConnection` "
                "to `Cluster`"),
-    ModuleRisk("grpc", "grpcio",
+    ModuleRisk("grpc", "grpcio without gevent mode",
                "gRPC's C core waits in its own threads; calls block the hub unless gRPC "
                "was told about gevent",
-               "call `grpc.experimental.gevent.init_gevent()` at import, before any channel "
-               "is created"),
+               "leave LMI_GEVENT_GRPC_GEVENT on (the default calls "
+               "`grpc.experimental.gevent.init_gevent()` when grpc is imported)",
+               _grpc_without_gevent),
     ModuleRisk("confluent_kafka", "confluent-kafka (librdkafka)",
                "produce/poll/flush/consume wait inside librdkafka",
                "call them with timeout=0 in a loop around `gevent.sleep()`, or in gevent's "
@@ -152,17 +158,16 @@ def probe_import(out_path: str, handler: str) -> int:
     problems = [p for p in problems if p.env != "AWS_LAMBDA_RUNTIME_API"]
     early: list[str] = []
     if not problems:
+        from .cooperation import install
         from .patching import patch_all
         early = patch_all()
+        install(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)  # as the runtime
     import json
     import time
 
     started = time.perf_counter()
     error = _config_error(problems) if problems else _load(handler, config.task_root)
     seconds = time.perf_counter() - started
-    if error is None and config.psycopg2_wait_callback:  # the runtime does this after loading
-        from .cooperation import install
-        install()
     result = {"init_seconds": round(seconds, 6), "error": error,
               "imported_before_patching": early, "non_cooperative": loaded_risks(sys.modules)}
     with open(out_path, "w", encoding="utf-8") as out:

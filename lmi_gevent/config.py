@@ -148,6 +148,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Concurrent mode: register a gevent wait callback with psycopg2 so its queries let "
             "other invocations run (`off` if the handler needs COPY or large objects, which "
             "psycopg2 refuses with a wait callback)."),
+    Setting("grpc_gevent", "LMI_GEVENT_GRPC_GEVENT", _on_off, True,
+            "Concurrent mode: call `grpc.experimental.gevent.init_gevent()` as soon as the "
+            "handler imports grpc, so gRPC calls (Google Cloud clients) let other invocations "
+            "run (`off` leaves gRPC alone: each call then blocks every invocation)."),
 )
 
 
@@ -168,6 +172,7 @@ class Config:
     stall_threshold: float | None
     deadline_grace: float | None
     psycopg2_wait_callback: bool
+    grpc_gevent: bool
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:

@@ -1,4 +1,10 @@
-"""Make psycopg2 wait on gevent instead of blocking the whole process (concurrent mode).
+"""Make psycopg2 and gRPC wait on gevent instead of blocking the whole process (concurrent mode).
+
+gRPC: its C core waits in its own threads unless ``grpc.experimental.gevent.init_gevent()``
+was called before the first channel; :func:`install` calls it the moment the handler imports
+grpc (see :func:`init_grpc_gevent`). Opt out with ``LMI_GEVENT_GRPC_GEVENT=0``.
+
+psycopg2, the rest of this page:
 
 psycopg2 runs libpq in C: without help, a query blocks the hub, and every other invocation
 waits with it. psycopg2 has one hook for this, ``psycopg2.extensions.set_wait_callback``:
@@ -47,19 +53,42 @@ from typing import Any, Callable, Sequence
 log = logging.getLogger("lmi_gevent")
 
 PSYCOPG2 = "psycopg2"
+GRPC = "grpc"
 
 
-def install() -> None:
-    """Have psycopg2 wait on gevent, now or as soon as psycopg2 is imported.
+def install(*, psycopg2: bool = True, grpc: bool = True) -> None:
+    """Have psycopg2 wait on gevent and gRPC run on gevent, now or as soon as the handler
+    imports them.
 
-    Call only in concurrent mode, after ``gevent.monkey.patch_all()``. Never imports
-    psycopg2 itself.
+    Call only in concurrent mode, after ``gevent.monkey.patch_all()`` and before the handler
+    is imported (gRPC must be told before its first channel is made). Never imports either
+    library itself.
     """
-    module = sys.modules.get(PSYCOPG2)
-    if module is not None and getattr(module, "extensions", None) is not None:
-        register_psycopg2_wait_callback(module)
-    else:
-        PostImportHook(PSYCOPG2, register_psycopg2_wait_callback).add()
+    if psycopg2:
+        module = sys.modules.get(PSYCOPG2)
+        if module is not None and getattr(module, "extensions", None) is not None:
+            register_psycopg2_wait_callback(module)
+        else:
+            PostImportHook(PSYCOPG2, register_psycopg2_wait_callback).add()
+    if grpc:
+        module = sys.modules.get(GRPC)
+        if module is not None:
+            init_grpc_gevent(module)
+        else:
+            PostImportHook(GRPC, init_grpc_gevent).add()
+
+
+def init_grpc_gevent(grpc: ModuleType) -> None:
+    """gRPC's own gevent integration: its C core then waits through the gevent hub.
+
+    gRPC asks for it after patching and before any channel or server exists; the post-import
+    hook calls it the moment ``import grpc`` completes, before the handler's next line. Calling
+    it again (a handler that also does) is harmless.
+    """
+    from grpc.experimental import gevent as grpc_gevent
+
+    grpc_gevent.init_gevent()
+    log.debug("gRPC runs on gevent (LMI_GEVENT_GRPC_GEVENT).")
 
 
 def register_psycopg2_wait_callback(psycopg2: ModuleType) -> bool:

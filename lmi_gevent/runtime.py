@@ -38,6 +38,10 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
                     "files or import them inside the handler module.", ", ".join(early_imports))
 
     sys.path.insert(0, config.task_root or os.getcwd())
+    if config.concurrent:
+        # Before the handler's imports: gRPC must hear of gevent before its first channel.
+        from .cooperation import install as install_driver_cooperation
+        install_driver_cooperation(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)
     try:
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
@@ -90,9 +94,6 @@ def _serve_concurrently(config: Config, handler: Any, function_log: logs.Functio
 
     client.close()  # each slot opens its own connection
     install_invocation_environ()
-    if config.psycopg2_wait_callback:
-        from .cooperation import install as install_driver_cooperation
-        install_driver_cooperation()
     if config.stall_threshold:
         from . import stalls
         stalls.watch(config.stall_threshold)

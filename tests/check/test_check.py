@@ -251,3 +251,28 @@ def test_flags_mysqlclient(task_root, run_check):
     assert set(result.kinds("blocker")) == {"stall", "no-overlap"}
     stall = result.report()["run"]["stalls"][0]
     assert stall["site"].startswith(f"{root / 'app.py'}:")  # the handler's execute() line
+
+
+GRPC_APP = """
+import grpc
+
+CHANNEL = grpc.insecure_channel("127.0.0.1:1")  # made at import, never called
+
+
+def handler(event, context):
+    return {"ok": True}
+"""
+
+
+def test_grpc_is_flagged_only_when_its_gevent_mode_is_off(task_root, run_check, monkeypatch):
+    pytest.importorskip("grpc", reason="grpcio is not installed (it is in the test extra)")
+    root = task_root(app=GRPC_APP)
+
+    default = run_check("app.handler", "--root", root, "--json")
+    monkeypatch.setenv("LMI_GEVENT_GRPC_GEVENT", "off")
+    off = run_check("app.handler", "--root", root, "--json")
+
+    assert default.code == 0 and default.report()["findings"] == [], default.stdout
+    assert off.kinds("warning") == ["non-cooperative"], off.stdout
+    assert "grpcio" in off.report()["findings"][0]["message"]
+    assert "LMI_GEVENT_GRPC_GEVENT" in off.stdout

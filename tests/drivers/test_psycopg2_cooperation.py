@@ -28,7 +28,8 @@ def ours():
     import psycopg2.extensions
     return getattr(psycopg2.extensions.get_wait_callback(), "lmi_gevent", False)
 def hooks():
-    return sum(isinstance(f, cooperation.PostImportHook) for f in sys.meta_path)
+    return sum(isinstance(f, cooperation.PostImportHook) and f.name == "psycopg2"
+               for f in sys.meta_path)
 """
 
 
