@@ -25,7 +25,7 @@ class Row:
     """One driver test: what it exercised, what it saw and how the test ended."""
 
     library: str       # as users know it: "psycopg2", "requests"
-    package: str       # distribution name for the version ("" for the stdlib)
+    package: str       # distribution name for the version ("" the stdlib, "sqlite3" SQLite)
     server: str        # what it waited on
     wait: str          # the call that waits
     expected: bool     # True when the driver should let the N invocations overlap
@@ -49,8 +49,11 @@ class Row:
 
 
 def version_of(package: str) -> str:
-    if not package:
+    """The installed version; "" is the stdlib, "sqlite3" the SQLite library it links."""
+    if package == "sqlite3":
         return f"SQLite {sqlite3.sqlite_version}"
+    if not package:
+        return f"Python {platform.python_version()}"
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:

@@ -27,7 +27,7 @@ def locked_database(tmp_path: Path) -> Iterator[Path]:
     holder.close()
 
 
-@pytest.mark.matrix(library="sqlite3 (stdlib)", package="", server="a locked database file",
+@pytest.mark.matrix(library="sqlite3 (stdlib)", package="sqlite3", server="a locked database file",
                     wait=f"SELECT with timeout={WAIT_SECONDS:g} (busy wait)", expected=False,
                     note="SQLite waits in C (its busy handler sleeps); keep waits short or "
                          "use a server database")

@@ -94,6 +94,19 @@ def act(event, context):
         traces.append(spawn(work, "spawn").get())
         traces += Pool(2).map(work, ["pool", "pool"])
         return {"traces": traces}
+    if action == "asyncio":
+        import asyncio
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(event["seconds"])  # the other invocations' loops run meanwhile
+            await asyncio.wait_for(asyncio.to_thread(time.sleep, 0.05), timeout=5)
+            return {"loop": id(loop), "same_loop": asyncio.get_running_loop() is loop,
+                    "task": asyncio.current_task() is not None, "max_overlap": state["max"]}
+
+        result = asyncio.run(main())
+        result["loop_after"] = asyncio.events._get_running_loop() is not None
+        return result
     if action == "spin":
         import gevent
         turns[id(gevent.getcurrent())] = turns.get(id(gevent.getcurrent()), 0) + 1
@@ -298,6 +311,22 @@ def test_threads_greenlets_and_pools_a_handler_starts_carry_its_ids(emulator_fac
     assert sorted(kinds) == sorted(["executor", "executor-map", "thread", "spawn", "pool", "pool"] * n)
     for _, _, request_id, message in records:
         assert message.endswith(f" of {request_id}"), runtime.output()
+
+
+def test_each_invocation_runs_its_own_asyncio_loop(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    # asyncio keeps the running loop per OS thread; without lmi-gevent's per-greenlet loop,
+    # all but one of these fail with "asyncio.run() cannot be called from a running event loop".
+    n = 4
+    emulator = emulator_factory(concurrency=n, timeout=30)
+    runtime = start_runtime(emulator, app, concurrency=n)
+    results = emulator.invoke_many([{"action": "asyncio", "seconds": 0.3}] * n, parallel=n)
+    assert all(r.status == 200 and r.function_error is None for r in results), \
+        [r.body[:300] for r in results]
+    bodies = [r.json() for r in results]
+    assert max(b["max_overlap"] for b in bodies) == n
+    assert len({b["loop"] for b in bodies}) == n  # alive at the same time, so distinct
+    assert all(b["same_loop"] and b["task"] and not b["loop_after"] for b in bodies)
+    assert emulator.invoke({"action": "asyncio", "seconds": 0}).status == 200, runtime.output()
 
 
 def test_log_records_and_prints_keep_their_request_id_and_stay_whole(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
