@@ -7,10 +7,11 @@ concurrent mode its sockets are gevent's.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
-import select
 import sys
+import termios
 from typing import Any, Callable
 
 from . import __version__
@@ -159,12 +160,17 @@ class RuntimeApiClient:
 
 
 def readable_now(sock: Any) -> bool:
-    """True when ``sock`` has bytes (or an end of stream) to read without waiting."""
+    """True when bytes wait unread on ``sock``.
+
+    Asks the kernel (FIONREAD) instead of ``select``: a handler may have monkey-patched
+    ``select`` with gevent, and then a signal handler runs in gevent's hub, where a patched
+    ``select`` cannot be called. An end of stream counts as nothing to read.
+    """
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
     except (OSError, ValueError):  # closed under us: nothing to read
         return False
-    return bool(readable)
+    return int.from_bytes(waiting, sys.byteorder) > 0
 
 
 def _error_headers(error: dict[str, Any], cause: dict[str, Any] | None) -> dict[str, str]:

@@ -52,8 +52,18 @@ def poll(client: RuntimeApiClient, backoff: Backoff, sleep: Callable[[float], An
         return invocation
 
 
-class StopRequested(BaseException):
-    """Raised by the signal handler while the loop waits for work (nothing is lost then)."""
+class StopRequested(SystemExit):
+    """Raised by the signal handler while the loop waits for work (nothing is lost then).
+
+    A SystemExit: if the handler monkey-patched the process with gevent, the signal handler
+    runs in gevent's hub, which passes a SystemExit on to the main greenlet (where the loop
+    waits) without printing it.
+    """
+
+
+class SecondSignal(InvocationCut, SystemExit):
+    """A second signal while an invocation runs: it is cut and answered (see StopRequested
+    for why a SystemExit too)."""
 
 
 class Stopper:
@@ -80,8 +90,8 @@ class Stopper:
                 return
             raise StopRequested
         if self.requested:
-            raise InvocationCut(SHUTDOWN_ERROR, "The runtime was stopped by a second signal "
-                                                "before this invocation finished.")
+            raise SecondSignal(SHUTDOWN_ERROR, "The runtime was stopped by a second signal "
+                                               "before this invocation finished.")
         self.requested = True
 
     def wait_for_answer(self, sock: Any) -> None:
