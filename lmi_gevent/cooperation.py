@@ -1,13 +1,12 @@
-"""Make psycopg2 and gRPC wait on gevent instead of blocking the whole process (concurrent mode).
+"""Libraries that would block the whole process, or trip over each other, made to cooperate
+with gevent as the handler imports them (concurrent mode).
 
-gRPC: its C core waits in its own threads unless ``grpc.experimental.gevent.init_gevent()``
-was called before the first channel; :func:`install` calls it the moment the handler imports
-grpc (see :func:`init_grpc_gevent`). Opt out with ``LMI_GEVENT_GRPC_GEVENT=0``.
-
-asyncio: a handler that calls ``asyncio.run()`` gets a running loop of its own per greenlet
-(see :func:`running_loop_per_greenlet`).
-
-psycopg2, the rest of this page:
+* gRPC: its C core waits in its own threads unless ``grpc.experimental.gevent.init_gevent()``
+  was called before the first channel; :func:`install` calls it the moment the handler imports
+  grpc (:func:`init_grpc_gevent`). Opt out with ``LMI_GEVENT_GRPC_GEVENT=0``.
+* asyncio: a handler that calls ``asyncio.run()`` gets a running loop of its own per greenlet
+  (:func:`running_loop_per_greenlet`).
+* psycopg2: the rest of this page.
 
 psycopg2 runs libpq in C: without help, a query blocks the hub, and every other invocation
 waits with it. psycopg2 has one hook for this, ``psycopg2.extensions.set_wait_callback``:
