@@ -81,7 +81,15 @@ class SlotPool:
         self.stopping.set()
 
     def wait(self) -> None:
-        self.stopping.wait()
+        while True:
+            try:
+                self.stopping.wait()
+                return
+            except Exception as problem:  # noqa: BLE001 - the slots must go on serving
+                # A signal handler of the function raised while gevent's hub ran; the hub
+                # hands that to this (main) greenlet. It belongs to no invocation.
+                log.error("A signal handler raised %s outside any invocation; ignored.",
+                          type(problem).__name__, exc_info=problem)
 
     @property
     def in_flight(self) -> int:

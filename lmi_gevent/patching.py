@@ -25,8 +25,8 @@ def imported_too_early() -> list[str]:
 
 
 def patch_all() -> list[str]:
-    """Monkey-patch the stdlib for gevent and make what a handler spawns inherit its context;
-    return the modules that were imported too early."""
+    """Monkey-patch the stdlib for gevent, make what a handler spawns inherit its context and
+    give each greenlet its own SIGALRM timer; return the modules that were imported too early."""
     early = imported_too_early()
     from gevent import monkey
 
@@ -35,6 +35,7 @@ def patch_all() -> list[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", monkey.MonkeyPatchWarning)
         monkey.patch_all()
-    from . import inherit
+    from . import alarms, inherit
     inherit.install()  # before the handler's `from gevent import spawn`
+    alarms.install()  # before the handler's `from signal import alarm`
     return early

@@ -27,12 +27,27 @@ from tests.support import start_runtime, wait_delivered
 pytestmark = pytest.mark.timeout(90)
 
 APP = """
-import concurrent.futures, logging, os, sys, threading, time
+import concurrent.futures, logging, os, signal, sys, threading, time
 import requests
 from gevent import spawn  # bound at import, as a handler module would
 from gevent.pool import Pool
 
 logger = logging.getLogger("app")
+
+
+class AlarmExpired(Exception):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise AlarmExpired(os.environ.get("_X_AMZN_TRACE_ID"))
+
+
+def on_usr1(signum, frame):
+    raise RuntimeError("raised by the function's SIGUSR1 handler")
+
+
+signal.signal(signal.SIGUSR1, on_usr1)
 state = {"now": 0, "max": 0}
 turns = {}
 
@@ -94,6 +109,17 @@ def act(event, context):
         traces.append(spawn(work, "spawn").get())
         traces += Pool(2).map(work, ["pool", "pool"])
         return {"traces": traces}
+    if action == "alarm":  # the SIGALRM timeout pattern from AWS's guides
+        signal.signal(signal.SIGALRM, on_alarm)
+        if event.get("alarm"):
+            signal.alarm(event["alarm"])
+        try:
+            time.sleep(event["seconds"])
+            return {"slept": True}
+        except AlarmExpired as expired:
+            return {"interrupted": True, "handler_saw_trace": expired.args[0]}
+        finally:
+            signal.alarm(0)
     if action == "asyncio":
         import asyncio
 
@@ -311,6 +337,37 @@ def test_threads_greenlets_and_pools_a_handler_starts_carry_its_ids(emulator_fac
     assert sorted(kinds) == sorted(["executor", "executor-map", "thread", "spawn", "pool", "pool"] * n)
     for _, _, request_id, message in records:
         assert message.endswith(f" of {request_id}"), runtime.output()
+
+
+def test_an_alarm_interrupts_only_the_invocation_that_set_it(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    # A process-wide SIGALRM used to land in gevent's hub and kill the runtime with every
+    # invocation in it.
+    emulator = emulator_factory(concurrency=2, timeout=30)
+    runtime = start_runtime(emulator, app, concurrency=2)
+    with ThreadPoolExecutor(2) as pool:
+        owner = pool.submit(emulator.invoke, {"action": "alarm", "alarm": 1, "seconds": 3},
+                            trace_id="Root=1-aaaaaaaa-000000000000000000000001", timeout=20)
+        bystander = pool.submit(emulator.invoke, {"action": "alarm", "seconds": 2},
+                                trace_id="Root=1-bbbbbbbb-000000000000000000000002", timeout=20)
+        owner_body, bystander_body = owner.result().json(), bystander.result().json()
+    assert owner_body == {"interrupted": True,
+                          "handler_saw_trace": "Root=1-aaaaaaaa-000000000000000000000001"}
+    assert bystander_body == {"slept": True}
+    assert emulator.stats()["max_in_flight"] == 2
+    assert runtime.returncode is None
+    assert emulator.invoke({"action": "echo"}).status == 200, runtime.output()
+
+
+def test_a_signal_handler_raising_outside_any_invocation_does_not_stop_the_runtime(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    n = 2
+    emulator = emulator_factory(concurrency=n, timeout=30)
+    runtime = start_runtime(emulator, app, concurrency=n)
+    runtime.send_signal(signal.SIGUSR1)
+    output = runtime.wait_for_output("A signal handler raised RuntimeError outside any invocation")
+    assert "raised by the function's SIGUSR1 handler" in output
+    assert runtime.returncode is None
+    assert emulator.invoke({"action": "echo"}).status == 200
+    emulator.wait_for(lambda stats: stats["open_polls"] == n, timeout=10)  # every slot lives
 
 
 def test_each_invocation_runs_its_own_asyncio_loop(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
