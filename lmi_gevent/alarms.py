@@ -93,7 +93,10 @@ class GreenletAlarms:
         watcher = gevent.get_hub().loop.timer(seconds)
         timer = _Timer(watcher, time.monotonic() + seconds, interval)
         self._timers[owner] = timer
-        watcher.start(self._expire, owner, timer)
+        # update=True: counted from now, not from the loop's cached time (stale by as long
+        # as the caller has run without yielding), so an alarm never fires early. gevent
+        # 26 does this by default; explicit, so that a gevent whose default differs cannot.
+        watcher.start(self._expire, owner, timer, update=True)
 
     def _expire(self, owner: Any, timer: _Timer) -> None:
         if self._timers.get(owner) is not timer:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import signal
+import time
 
 import gevent
 import pytest
@@ -21,6 +22,13 @@ VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_alarms", 
 
 class Expired(Exception):
     pass
+
+
+@pytest.fixture(autouse=True)
+def fresh_loop_time() -> None:
+    # This process's hub sits idle between tests, so its cached time can be minutes old; the
+    # tests' own gevent timeouts (joinall, Timeout) count from that time unless refreshed.
+    gevent.get_hub().loop.update_now()
 
 
 def raising(signum, frame):  # type: ignore[no-untyped-def]
@@ -95,6 +103,24 @@ def test_ignored_and_default_dispositions_do_not_raise(caplog) -> None:  # type:
         with caplog.at_level(logging.WARNING, logger="lmi_gevent"):
             assert gevent.spawn(run).get(timeout=5) == "slept"
     assert "no handler set" in caplog.text
+
+
+def test_an_alarm_counts_from_the_call_even_after_a_long_run_without_yielding() -> None:
+    fired = []
+    alarms = GreenletAlarms(handler_of=lambda: lambda signum, frame: fired.append(time.monotonic()))
+
+    def run() -> float:
+        busy_until = time.monotonic() + 0.3
+        while time.monotonic() < busy_until:  # the loop's cached time falls 0.3 s behind
+            pass
+        set_at = time.monotonic()
+        alarms.setitimer(0.2)
+        with gevent.Timeout(5):
+            while not fired:
+                gevent.sleep(0.01)
+        return fired[0] - set_at
+
+    assert gevent.spawn(run).get(timeout=10) >= 0.19  # not at once, 0.3 s too early
 
 
 def test_bad_values_are_refused_like_the_signal_module() -> None:
