@@ -54,8 +54,11 @@ def test_an_alarm_interrupts_only_the_greenlet_that_set_it() -> None:
         return "slept"
 
     owner, bystander = gevent.spawn(with_alarm), gevent.spawn(without_alarm)
+    started = time.monotonic()
     gevent.joinall([owner, bystander], timeout=10, raise_error=True)
-    assert owner.value == "interrupted, handler saw owner"
+    assert owner.value == "interrupted, handler saw owner", (
+        owner.dead, owner.exception, bystander.value, time.monotonic() - started,
+        alarms.pending())
     assert bystander.value == "slept"
     assert alarms.pending() == 0
 
