@@ -147,6 +147,59 @@ def loaded_risks(modules: dict[str, Any]) -> list[dict[str, str]]:
     return found
 
 
+# --- in the runtime under check: module globals that invocations rebind ----------------------
+
+GLOBALS_ENV = "LMI_GEVENT_CHECK_GLOBALS"  # internal: set by check for the runtime it starts
+
+
+class GlobalsWatch:
+    """Names in the handler's module that invocations rebind (``global x; x = ...``).
+
+    In concurrent mode every invocation shares the module, so per-invocation state kept in a
+    module global is overwritten by the invocations running beside it; under the official
+    client each slot is a process with its own copy. After each invocation the module's
+    globals are compared with their state after the one before: a name bound once and then
+    left alone (lazy initialisation, done by check's warm-up invocation) is not reported.
+    """
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.previous: dict[str, int] | None = None
+        self.reported: set[str] = set()
+
+    def wrap(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def watched(event: Any, context: Any) -> Any:
+            try:
+                return handler(event, context)
+            finally:
+                self.after_invocation()
+
+        return watched
+
+    def after_invocation(self) -> None:
+        import logging
+
+        now = {name: id(value) for name, value in vars(self.module).items()
+               if not name.startswith("__")}
+        previous, self.previous = self.previous, now
+        if previous is None:
+            return
+        for name in sorted(now):
+            if name in self.reported or previous.get(name) == now[name]:
+                continue
+            self.reported.add(name)
+            logging.getLogger("lmi_gevent").warning(
+                "Invocations rebind the module global %r of %s; in concurrent mode every "
+                "invocation shares it.", name, self.module.__name__,
+                extra={"sharedGlobal": {"name": name, "module": self.module.__name__}})
+
+
+def watch_globals(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``handler``, reporting the globals of its module that invocations rebind."""
+    module = sys.modules.get(getattr(handler, "__module__", None) or "")
+    return handler if module is None else GlobalsWatch(module).wrap(handler)
+
+
 # --- step 1: the import probe (runs in the subprocess) ---------------------------------------
 
 def probe_import(out_path: str, handler: str) -> int:
@@ -303,7 +356,8 @@ def _read_event(path: str | None) -> tuple[bytes, str]:
 
 class Finding(NamedTuple):
     severity: str  # "blocker" or "warning"
-    kind: str  # init-error, stall, no-overlap, failed-invocation, early-import, non-cooperative
+    kind: str  # init-error, stall, no-overlap, failed-invocation, early-import, non-cooperative,
+    #            shared-global
     message: str
     fix: str = ""
     details: tuple[str, ...] = ()
@@ -360,6 +414,7 @@ def _runtime_environment(options: Options) -> dict[str, str]:
         "AWS_LAMBDA_MAX_CONCURRENCY": str(options.concurrency),
         "AWS_LAMBDA_INITIALIZATION_TYPE": "lambda-managed-instances",
         "PYTHONUNBUFFERED": "1",
+        GLOBALS_ENV: "1",
         # An uninstalled checkout must still find lmi_gevent in the subprocess.
         "PYTHONPATH": os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p),
     })
@@ -452,7 +507,7 @@ def run_handler(options: Options) -> dict[str, Any]:
         output = runtime.output()
     return {"started": True, **_timings(phases, options.concurrency),
             "failed": [failure for phase in phases.values() for failure in phase["failed"]],
-            "stalls": _stalls(output, phases)}
+            "stalls": _stalls(output, phases), "shared_globals": _shared_globals(output)}
 
 
 def _wait_for_polls(emulator: Any, runtime: Any, concurrency: int) -> bool:
@@ -547,6 +602,23 @@ def _stalls(output: str, phases: dict[str, dict[str, Any]]) -> list[dict[str, An
     return stalls
 
 
+def _shared_globals(output: str) -> list[dict[str, str]]:
+    """The module globals GlobalsWatch saw invocations rebind, from the runtime's JSON log."""
+    import json
+
+    found = []
+    for line in output.splitlines():
+        if not line.startswith("{") or '"sharedGlobal"' not in line:
+            continue
+        try:
+            shared = json.loads(line).get("sharedGlobal")
+        except ValueError:
+            continue
+        if isinstance(shared, dict):
+            found.append({"name": str(shared.get("name")), "module": str(shared.get("module"))})
+    return found
+
+
 # --- step 3: judge -----------------------------------------------------------------------------
 
 def run_findings(run: dict[str, Any], options: Options) -> list[Finding]:
@@ -562,6 +634,15 @@ def run_findings(run: dict[str, Any], options: Options) -> list[Finding]:
     findings += [_stall_finding(stall, options, overlapped) for stall in run["stalls"]]
     if overlapped is False:
         findings.append(_no_overlap_finding(run, options.concurrency))
+    findings += [Finding(
+        "warning", "shared-global",
+        f"invocations rebind the module global `{shared['name']}` of {shared['module']}: in "
+        "concurrent mode every invocation shares it, so the invocations running beside one "
+        "another overwrite each other's value (under the official client each slot had its "
+        "own copy)",
+        "keep per-invocation values in local variables, the event or `contextvars`; a "
+        "module-level cache or client shared on purpose is fine")
+        for shared in run.get("shared_globals", [])]
     return findings
 
 
@@ -688,7 +769,8 @@ def _run_summary(run: dict[str, Any] | None, concurrency: int) -> list[str]:
               if alone is not None and together is not None else "no timings (timed out)")
     return [f"run (1 warm-up, 1 alone, {concurrency} at once): {verdict}",
             f"  {timing}",
-            f"  failed invocations: {len(run['failed'])}, stalls: {len(run['stalls'])}"]
+            f"  failed invocations: {len(run['failed'])}, stalls: {len(run['stalls'])}, "
+            f"module globals rebound by invocations: {len(run.get('shared_globals', []))}"]
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
         body, _ = errors.describe_exception(problem)
         return report_init_error(client, function_log, body)
 
+    if config.concurrent and os.environ.get("LMI_GEVENT_CHECK_GLOBALS"):  # check.GLOBALS_ENV
+        from .check import watch_globals
+        handler = watch_globals(handler)
     try:
         if config.concurrent:
             return _serve_concurrently(config, handler, function_log, client)

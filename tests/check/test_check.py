@@ -276,3 +276,36 @@ def test_grpc_is_flagged_only_when_its_gevent_mode_is_off(task_root, run_check, 
     assert off.kinds("warning") == ["non-cooperative"], off.stdout
     assert "grpcio" in off.report()["findings"][0]["message"]
     assert "LMI_GEVENT_GRPC_GEVENT" in off.stdout
+
+
+SHARED_GLOBAL_APP = """
+import time
+
+CLIENT = None        # made once, by the first invocation: fine
+current_user = None  # per-invocation state in a module global: what check must name
+SEEN = []            # a shared list changed in place: not a rebinding
+
+
+def handler(event, context):
+    global CLIENT, current_user
+    if CLIENT is None:
+        CLIENT = object()
+    current_user = event["user"]
+    SEEN.append(current_user)
+    time.sleep(0.05)
+    return {"user": current_user}
+"""
+
+
+def test_names_a_module_global_that_every_invocation_rebinds(task_root, run_check, tmp_path):
+    root = task_root(app=SHARED_GLOBAL_APP)
+    event = tmp_path / "event.json"
+    event.write_text('{"user": "u1"}')
+
+    result = run_check("app.handler", "--root", root, "--event", str(event), "--json")
+
+    assert result.code == 0, result.stdout  # a warning, not a blocker
+    report = result.report()
+    assert report["run"]["shared_globals"] == [{"name": "current_user", "module": "app"}]
+    assert result.kinds("warning") == ["shared-global"]
+    assert "`current_user`" in report["findings"][0]["message"]
