@@ -48,9 +48,6 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
         body, _ = errors.describe_exception(problem)
         return report_init_error(client, function_log, body)
 
-    if config.concurrent and os.environ.get("LMI_GEVENT_CHECK_GLOBALS"):  # check.GLOBALS_ENV
-        from .check import watch_globals
-        handler = watch_globals(handler)
     try:
         if config.concurrent:
             return _serve_concurrently(config, handler, function_log, client)
@@ -97,6 +94,9 @@ def _serve_concurrently(config: Config, handler: Any, function_log: logs.Functio
 
     client.close()  # each slot opens its own connection
     install_invocation_environ()
+    if os.environ.get("LMI_GEVENT_CHECK_GLOBALS"):  # set by `lmi-gevent check` (GLOBALS_ENV)
+        from .check import watch_globals
+        handler = watch_globals(handler)
     if config.stall_threshold:
         from . import stalls
         stalls.watch(config.stall_threshold)
