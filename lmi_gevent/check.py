@@ -153,19 +153,21 @@ GLOBALS_ENV = "LMI_GEVENT_CHECK_GLOBALS"  # internal: set by check for the runti
 
 
 class GlobalsWatch:
-    """Names in the handler's module that invocations rebind (``global x; x = ...``).
+    """Process state that invocations change, which one process shares between them: the
+    globals of the handler's module that invocations rebind (``global x; x = ...``), the
+    working directory and environment variables.
 
-    In concurrent mode every invocation shares the module, so per-invocation state kept in a
-    module global is overwritten by the invocations running beside it; under the official
-    client each slot is a process with its own copy. After each invocation the module's
-    globals are compared with their state after the one before: a name bound once and then
-    left alone (lazy initialisation, done by check's warm-up invocation) is not reported.
+    Under the official client each slot is a process with its own copy of all three; in
+    concurrent mode the invocations running beside each other overwrite them. After each
+    invocation the state is compared with its state after the one before: what is set once
+    and then left alone (lazy initialisation, done by check's warm-up invocation) is not
+    reported, nor is a shared object changed in place (a cache).
     """
 
     def __init__(self, module: Any) -> None:
         self.module = module
-        self.previous: dict[str, int] | None = None
-        self.reported: set[str] = set()
+        self.previous: dict[tuple[str, str], Any] | None = None
+        self.reported: set[tuple[str, str]] = set()
 
     def wrap(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def watched(event: Any, context: Any) -> Any:
@@ -176,26 +178,44 @@ class GlobalsWatch:
 
         return watched
 
+    def snapshot(self) -> dict[tuple[str, str], Any]:
+        state: dict[tuple[str, str], Any] = {
+            ("global", name): id(value) for name, value in vars(self.module).items()
+            if not name.startswith("__")}
+        try:
+            state[("cwd", "")] = os.getcwd()
+        except OSError:  # removed under us
+            state[("cwd", "")] = None
+        state.update({("env", key): value for key, value in os.environ.items()
+                      if key != "_X_AMZN_TRACE_ID"})  # per invocation by design
+        return state
+
     def after_invocation(self) -> None:
         import logging
 
-        now = {name: id(value) for name, value in vars(self.module).items()
-               if not name.startswith("__")}
+        now = self.snapshot()
         previous, self.previous = self.previous, now
         if previous is None:
             return
-        for name in sorted(now):
-            if name in self.reported or previous.get(name) == now[name]:
+        for key in sorted(now.keys() | previous.keys()):
+            if key in self.reported or previous.get(key) == now.get(key):
                 continue
-            self.reported.add(name)
+            self.reported.add(key)
+            kind, name = key
+            message = {
+                "global": f"Invocations rebind the module global {name!r} of "
+                          f"{self.module.__name__}",
+                "cwd": "Invocations change the working directory (os.chdir)",
+                "env": f"Invocations set os.environ[{name!r}]",
+            }[kind]
             logging.getLogger("lmi_gevent").warning(
-                "Invocations rebind the module global %r of %s; in concurrent mode every "
-                "invocation shares it.", name, self.module.__name__,
-                extra={"sharedGlobal": {"name": name, "module": self.module.__name__}})
+                "%s; in concurrent mode every invocation shares it.", message,
+                extra={"sharedState": {"kind": kind, "name": name,
+                                       "module": self.module.__name__}})
 
 
 def watch_globals(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``handler``, reporting the globals of its module that invocations rebind."""
+    """``handler``, reporting the process state that its invocations change (GlobalsWatch)."""
     module = sys.modules.get(getattr(handler, "__module__", None) or "")
     return handler if module is None else GlobalsWatch(module).wrap(handler)
 
@@ -357,7 +377,7 @@ def _read_event(path: str | None) -> tuple[bytes, str]:
 class Finding(NamedTuple):
     severity: str  # "blocker" or "warning"
     kind: str  # init-error, stall, no-overlap, failed-invocation, early-import, non-cooperative,
-    #            shared-global
+    #            shared-global, shared-cwd, shared-env
     message: str
     fix: str = ""
     details: tuple[str, ...] = ()
@@ -507,7 +527,7 @@ def run_handler(options: Options) -> dict[str, Any]:
         output = runtime.output()
     return {"started": True, **_timings(phases, options.concurrency),
             "failed": [failure for phase in phases.values() for failure in phase["failed"]],
-            "stalls": _stalls(output, phases), "shared_globals": _shared_globals(output)}
+            "stalls": _stalls(output, phases), "shared_state": _shared_state(output)}
 
 
 def _wait_for_polls(emulator: Any, runtime: Any, concurrency: int) -> bool:
@@ -602,20 +622,20 @@ def _stalls(output: str, phases: dict[str, dict[str, Any]]) -> list[dict[str, An
     return stalls
 
 
-def _shared_globals(output: str) -> list[dict[str, str]]:
-    """The module globals GlobalsWatch saw invocations rebind, from the runtime's JSON log."""
+def _shared_state(output: str) -> list[dict[str, str]]:
+    """The process state GlobalsWatch saw invocations change, from the runtime's JSON log."""
     import json
 
     found = []
     for line in output.splitlines():
-        if not line.startswith("{") or '"sharedGlobal"' not in line:
+        if not line.startswith("{") or '"sharedState"' not in line:
             continue
         try:
-            shared = json.loads(line).get("sharedGlobal")
+            shared = json.loads(line).get("sharedState")
         except ValueError:
             continue
         if isinstance(shared, dict):
-            found.append({"name": str(shared.get("name")), "module": str(shared.get("module"))})
+            found.append({key: str(shared.get(key)) for key in ("kind", "name", "module")})
     return found
 
 
@@ -634,16 +654,23 @@ def run_findings(run: dict[str, Any], options: Options) -> list[Finding]:
     findings += [_stall_finding(stall, options, overlapped) for stall in run["stalls"]]
     if overlapped is False:
         findings.append(_no_overlap_finding(run, options.concurrency))
-    findings += [Finding(
-        "warning", "shared-global",
-        f"invocations rebind the module global `{shared['name']}` of {shared['module']}: in "
-        "concurrent mode every invocation shares it, so the invocations running beside one "
-        "another overwrite each other's value (under the official client each slot had its "
-        "own copy)",
-        "keep per-invocation values in local variables, the event or `contextvars`; a "
-        "module-level cache or client shared on purpose is fine")
-        for shared in run.get("shared_globals", [])]
+    findings += [_shared_state_finding(shared) for shared in run.get("shared_state", [])]
     return findings
+
+
+def _shared_state_finding(shared: dict[str, str]) -> Finding:
+    what = {"global": f"rebind the module global `{shared['name']}` of {shared['module']}",
+            "cwd": "change the working directory (os.chdir)",
+            "env": f"set the environment variable `{shared['name']}`"}.get(shared["kind"],
+                                                                         shared["name"])
+    return Finding(
+        "warning", f"shared-{shared['kind']}",
+        f"invocations {what}: in concurrent mode every invocation shares it, so the "
+        "invocations running beside one another overwrite each other's value (under the "
+        "official client each slot was a process with its own copy)",
+        "keep per-invocation values in local variables, the event or `contextvars`; pass "
+        "paths and settings explicitly instead of through the working directory or the "
+        "environment; a module-level cache or client shared on purpose is fine")
 
 
 def _grouped(failures: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
@@ -770,7 +797,7 @@ def _run_summary(run: dict[str, Any] | None, concurrency: int) -> list[str]:
     return [f"run (1 warm-up, 1 alone, {concurrency} at once): {verdict}",
             f"  {timing}",
             f"  failed invocations: {len(run['failed'])}, stalls: {len(run['stalls'])}, "
-            f"module globals rebound by invocations: {len(run.get('shared_globals', []))}"]
+            f"shared process state changed by invocations: {len(run.get('shared_state', []))}"]
 
 
 if __name__ == "__main__":

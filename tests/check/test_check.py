@@ -278,34 +278,43 @@ def test_grpc_is_flagged_only_when_its_gevent_mode_is_off(task_root, run_check, 
     assert "LMI_GEVENT_GRPC_GEVENT" in off.stdout
 
 
-SHARED_GLOBAL_APP = """
+SHARED_STATE_APP = """
+import os
+import tempfile
 import time
 
 CLIENT = None        # made once, by the first invocation: fine
 current_user = None  # per-invocation state in a module global: what check must name
 SEEN = []            # a shared list changed in place: not a rebinding
+os.environ["APP_MODE"] = "set once at import: fine"
 
 
 def handler(event, context):
     global CLIENT, current_user
     if CLIENT is None:
         CLIENT = object()
+        os.environ["APP_REGION"] = "set once by the first invocation: fine"
     current_user = event["user"]
     SEEN.append(current_user)
+    os.environ["LAST_REQUEST"] = context.aws_request_id  # per invocation: named
+    if event.get("chdir"):
+        os.chdir(tempfile.mkdtemp())  # per invocation: named
     time.sleep(0.05)
     return {"user": current_user}
 """
 
 
-def test_names_a_module_global_that_every_invocation_rebinds(task_root, run_check, tmp_path):
-    root = task_root(app=SHARED_GLOBAL_APP)
+def test_names_process_state_that_every_invocation_changes(task_root, run_check, tmp_path):
+    root = task_root(app=SHARED_STATE_APP)
     event = tmp_path / "event.json"
-    event.write_text('{"user": "u1"}')
+    event.write_text('{"user": "u1", "chdir": true}')
 
     result = run_check("app.handler", "--root", root, "--event", str(event), "--json")
 
-    assert result.code == 0, result.stdout  # a warning, not a blocker
+    assert result.code == 0, result.stdout  # warnings, not blockers
     report = result.report()
-    assert report["run"]["shared_globals"] == [{"name": "current_user", "module": "app"}]
-    assert result.kinds("warning") == ["shared-global"]
-    assert "`current_user`" in report["findings"][0]["message"]
+    assert sorted((s["kind"], s["name"]) for s in report["run"]["shared_state"]) == [
+        ("cwd", ""), ("env", "LAST_REQUEST"), ("global", "current_user")]
+    assert sorted(result.kinds("warning")) == ["shared-cwd", "shared-env", "shared-global"]
+    messages = " ".join(f["message"] for f in report["findings"])
+    assert "`current_user`" in messages and "`LAST_REQUEST`" in messages and "os.chdir" in messages
