@@ -67,22 +67,22 @@ def install(*, psycopg2: bool = True, grpc: bool = True) -> None:
     is imported (gRPC must be told before its first channel is made). Never imports any of
     these libraries itself.
     """
-    if ASYNCIO in sys.modules:
-        running_loop_per_greenlet(sys.modules[ASYNCIO])
-    else:
-        PostImportHook(ASYNCIO, running_loop_per_greenlet).add()
+    when_imported(ASYNCIO, running_loop_per_greenlet)
     if psycopg2:
-        module = sys.modules.get(PSYCOPG2)
-        if module is not None and getattr(module, "extensions", None) is not None:
-            register_psycopg2_wait_callback(module)
-        else:
-            PostImportHook(PSYCOPG2, register_psycopg2_wait_callback).add()
+        when_imported(PSYCOPG2, register_psycopg2_wait_callback, "extensions")
     if grpc:
-        module = sys.modules.get(GRPC)
-        if module is not None:
-            init_grpc_gevent(module)
-        else:
-            PostImportHook(GRPC, init_grpc_gevent).add()
+        when_imported(GRPC, init_grpc_gevent)
+
+
+def when_imported(name: str, on_import: Callable[[ModuleType], object],
+                  needs: str | None = None) -> None:
+    """``on_import(module)`` now if ``name`` is imported (with its attribute ``needs``, for a
+    package still importing itself), otherwise right after the handler imports it."""
+    module = sys.modules.get(name)
+    if module is not None and (needs is None or getattr(module, needs, None) is not None):
+        on_import(module)
+    else:
+        PostImportHook(name, on_import).add()
 
 
 def running_loop_per_greenlet(asyncio: ModuleType) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import sys
 from types import ModuleType
 from typing import Any, Callable
 
@@ -53,12 +52,8 @@ def install() -> None:
     gevent.pool.IMapUnordered = inheriting(gevent.pool.IMapUnordered)
     threading.Thread.start = _start_in_callers_context(threading.Thread.start)
 
-    module = sys.modules.get(EXECUTOR_MODULE)
-    if module is not None:
-        _patch_executor(module)
-    else:
-        from .cooperation import PostImportHook
-        PostImportHook(EXECUTOR_MODULE, _patch_executor).add()
+    from .cooperation import when_imported
+    when_imported(EXECUTOR_MODULE, _patch_executor)
 
 
 def inheriting(base: type) -> type:

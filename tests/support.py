@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from typing import Any
 from pathlib import Path
 
 from lmi_gevent.emulator.api import Emulator, RuntimeProcess
 
+REPO = Path(__file__).resolve().parents[1]
 RUNTIME = [sys.executable, "-m", "lmi_gevent"]
 OFFICIAL_RUNTIME = [sys.executable, "-m", "awslambdaric"]
 
@@ -49,3 +51,14 @@ def init_error(emulator: Emulator) -> tuple[str, dict[str, Any]]:
     recorded = emulator.stats()["init_error"]
     assert recorded is not None, "no init error was posted"
     return recorded["type"], json.loads(recorded["body"])
+
+
+def run_python(code: str, *args: str, timeout: float = 60) -> Any:
+    """Run ``code`` in a fresh interpreter that imports this checkout's lmi_gevent; it prints
+    one JSON document last, which is returned."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -3,18 +3,15 @@ in its gevent mode, which lmi-gevent switches on when the handler imports grpc."
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
 from concurrent import futures
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from tests.support import run_python
 
 from .conftest import WAIT_SECONDS, DriverRun, assert_overlap, require_module
 from .matrix import Row
@@ -96,7 +93,4 @@ def test_install_does_not_import_grpc_and_switches_it_on_at_import() -> None:
         from grpc._cython import cygrpc
         print(json.dumps({"imported_by_install": before, "gevent_mode": cygrpc.g_gevent_activated}))
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == {"imported_by_install": False, "gevent_mode": True}
+    assert run_python(code) == {"imported_by_install": False, "gevent_mode": True}

@@ -4,21 +4,18 @@ documents, checked against PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import run_python
+
 from .conftest import DriverRun, require_module
 
 pytestmark = [pytest.mark.timeout(60)]
 
-REPO = Path(__file__).resolve().parents[2]
 
 PATCHED = """\
 from gevent import monkey; monkey.patch_all()
@@ -31,16 +28,6 @@ def hooks():
     return sum(isinstance(f, cooperation.PostImportHook) and f.name == "psycopg2"
                for f in sys.meta_path)
 """
-
-
-def run_python(code: str, *args: str) -> Any:
-    """Run ``code`` in a fresh interpreter; it prints one JSON document, which is returned."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env=env, timeout=30, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def scenario(body: str) -> Any:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import run_python
 
 PROBE = textwrap.dedent("""
     import json
@@ -37,9 +32,4 @@ PROBE = textwrap.dedent("""
 
 
 def test_ip_literals_are_answered_inline_and_names_still_go_to_the_resolver() -> None:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                          env=env, timeout=60)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])
-    assert seen == {"same": True, "to_resolver": ["localhost"]}
+    assert run_python(PROBE) == {"same": True, "to_resolver": ["localhost"]}
