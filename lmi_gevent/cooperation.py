@@ -6,6 +6,9 @@ with gevent as the handler imports them (concurrent mode).
   grpc (:func:`init_grpc_gevent`). Opt out with ``LMI_GEVENT_GRPC_GEVENT=0``.
 * asyncio: a handler that calls ``asyncio.run()`` gets a running loop of its own per greenlet
   (:func:`running_loop_per_greenlet`).
+* multiprocessing: ``Pool``, ``Queue``, ``Pipe`` and its locks wait on gevent in the runtime's
+  process, and a child forked without exec leaves the runtime's greenlets behind
+  (:mod:`lmi_gevent.multiprocessing_waits`).
 * psycopg2: the rest of this page.
 
 psycopg2 runs libpq in C: without help, a query blocks the hub, and every other invocation
@@ -68,6 +71,8 @@ def install(*, psycopg2: bool = True, grpc: bool = True) -> None:
     these libraries itself.
     """
     when_imported(ASYNCIO, running_loop_per_greenlet)
+    from . import multiprocessing_waits  # Pool, Queue, Pipe: see that module
+    multiprocessing_waits.install()
     if psycopg2:
         when_imported(PSYCOPG2, register_psycopg2_wait_callback, "extensions")
     if grpc:
