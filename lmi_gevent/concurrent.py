@@ -42,6 +42,7 @@ class Slot:
         self.number = number
         self.client = client
         self.state = "starting"  # starting -> (yielding -> polling -> running -> idle)* -> stopped
+        self.request_id: str | None = None  # while running; read by the stop watch's thread
         self.greenlet: gevent.Greenlet | None = None
 
 
@@ -162,12 +163,14 @@ class SlotPool:
             raise StopPolling
         slot.state = "polling"
         invocation = poll(slot.client, backoff, sleep=gevent.sleep)
+        slot.request_id = invocation.request_id
         slot.state = "running"
         try:
             self.invoker.run(invocation, slot.client)
             self.answered += 1
         finally:
             slot.state = "idle"
+            slot.request_id = None
 
 
 def take_turn(hub: Any) -> None:
@@ -208,12 +211,17 @@ def deadline_guard(grace: float | None) -> Callable[[Invocation], ContextManager
 
 
 def serve(address: str, invoker: Invoker, *, size: int, drain_timeout: float,
-          retry_initial: float, retry_max: float) -> int:
-    """Run the slots until SIGTERM/SIGINT (drain, exit 0) or a platform failure (exit 1)."""
+          retry_initial: float, retry_max: float, detector: Any = None) -> int:
+    """Run the slots until SIGTERM/SIGINT (drain, exit 0) or a platform failure (exit 1).
+
+    ``detector``: the stall detector, if any, so that a stop while a handler holds the event
+    loop can name that invocation (:mod:`lmi_gevent.stopping`).
+    """
+    from .stopping import StopWatch
+
     slots = SlotPool(address, invoker, size=size, drain_timeout=drain_timeout,
                      retry_initial=retry_initial, retry_max=retry_max)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, slots.request_stop, signum)
+    StopWatch(slots, grace=drain_timeout + CUT_ANSWER_TIMEOUT, detector=detector).install()
     log.debug({"event": "runtime_worker_pool_initializing", "workerCount": size,
                "executionEnvironmentMaxConcurrency": size})
     slots.start()

@@ -103,6 +103,17 @@ def _on_off(env: str, raw: str) -> bool:
     raise ConfigError(env, f"expected on/off (1/0, true/false, yes/no), got {raw!r}")
 
 
+def _multiple(env: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value < float("inf"):
+        raise ConfigError(env, f"expected a number >= 1 (a multiple of "
+                               f"LMI_GEVENT_STALL_THRESHOLD), got {raw!r}")
+    return value
+
+
 def _seconds_or_off(env: str, raw: str) -> float | None:
     if raw.strip().lower() in ("off", "false", "no", "none", "-1"):
         return None
@@ -140,6 +151,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stall_threshold", "LMI_GEVENT_STALL_THRESHOLD", _seconds_or_off, 0.1,
             "Concurrent mode: warn when a handler blocks the event loop longer than this many "
             "seconds (`off` disables the stall detector)."),
+    Setting("wedge_after", "LMI_GEVENT_WEDGE_AFTER", _multiple, 20.0,
+            "Concurrent mode: once the event loop has not run for this many times "
+            "LMI_GEVENT_STALL_THRESHOLD (2 s by default), the stall detector reports the block "
+            "while it lasts (the invocation, how long so far, the stack), again at twice that "
+            "time, four times, and so on."),
     Setting("deadline_grace", "LMI_GEVENT_DEADLINE_GRACE", _seconds_or_off, 1.0,
             "Concurrent mode: seconds past an invocation's deadline after which its greenlet is "
             "killed, the invocation answered with a timeout error and its slot reused "
@@ -170,6 +186,7 @@ class Config:
     retry_initial: float
     retry_max: float
     stall_threshold: float | None
+    wedge_after: float
     deadline_grace: float | None
     psycopg2_wait_callback: bool
     grpc_gevent: bool

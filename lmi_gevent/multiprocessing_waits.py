@@ -68,18 +68,12 @@ def leave_the_runtime_behind() -> None:
     wait in the child (a ``time.sleep`` in a Pool task) would resume slot greenlets there,
     and the child would read the runtime's invocations off the shared ``/next`` sockets.
     A new, non-default loop has none of those watchers; the inherited greenlets never run.
-
-    The runtime's SIGTERM/SIGINT handlers are libev's, feeding the loop left behind: in the
-    child they would swallow the signal (``Pool.terminate()`` would wait forever for a worker
-    that ignores its SIGTERM), so the child gets Python's defaults back.
+    (:mod:`lmi_gevent.stopping` gives the child back the default SIGTERM/SIGINT handlers:
+    ``Pool.terminate()`` must be able to end a worker.)
     """
-    import signal
-
     import gevent.hub
 
     gevent.hub.set_hub(gevent.hub.Hub(default=False))
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def in_runtime_process() -> bool:

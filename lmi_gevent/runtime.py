@@ -97,10 +97,13 @@ def _serve_concurrently(config: Config, handler: Any, function_log: logs.Functio
     if os.environ.get("LMI_GEVENT_CHECK_GLOBALS"):  # set by `lmi-gevent check` (GLOBALS_ENV)
         from .check import watch_globals
         handler = watch_globals(handler)
+    detector = None
     if config.stall_threshold:
         from . import stalls
-        stalls.watch(config.stall_threshold)
+        detector = stalls.watch(config.stall_threshold,
+                                wedge_after=config.stall_threshold * config.wedge_after)
     invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace))
     return concurrent.serve(config.runtime_api, invoker, size=config.max_concurrency,
                             drain_timeout=config.drain_timeout,
-                            retry_initial=config.retry_initial, retry_max=config.retry_max)
+                            retry_initial=config.retry_initial, retry_max=config.retry_max,
+                            detector=detector)

@@ -24,6 +24,13 @@ How it works, and who does what:
   with the blocked invocation's request id on the record, once the block is over: nothing
   is ever written from the monitor thread.
 
+* A block that lasts (a C call that never returns) is also reported *while it lasts*: once
+  the loop has been held for ``wedge_after`` seconds, a monitoring function on the same
+  thread writes one record naming the invocation, how long so far and the stack where it
+  is stuck, with a single ``os.write`` (:func:`lmi_gevent.logs.write_without_hub`: no
+  logging lock, no hub), and again at twice that time, four times, and so on. The usual
+  report still follows if the run ever ends.
+
 gevent's own report is not used: it states ``max_blocking_time`` rather than the real
 duration, repeats every period while the block lasts, cannot tell which invocation blocked,
 and is printed from the monitor thread.
@@ -97,6 +104,22 @@ class _Sample:
     tenant_id: str | None = None
 
 
+@dataclass
+class Holder:
+    """The greenlet holding the event loop right now, as seen from another thread."""
+
+    request_id: str | None
+    tenant_id: str | None
+    seconds: float  # how long its current run has lasted so far
+    stack: list[Frame]  # where the hub's thread is now, outermost first
+
+
+@dataclass
+class _Wedge:
+    run: int
+    next_report: float  # seconds held at which the next record is written
+
+
 class _Run(NamedTuple):
     """The greenlet now running in the hub thread (one tuple, so that the monitor thread
     never sees the fields of two different runs)."""
@@ -107,22 +130,25 @@ class _Run(NamedTuple):
     context: contextvars.Context | None
 
 
-def watch(threshold: float) -> StallDetector:
-    """Start warning about runs of a greenlet longer than ``threshold`` seconds.
+def watch(threshold: float, wedge_after: float | None = None) -> StallDetector:
+    """Start warning about runs of a greenlet longer than ``threshold`` seconds, and about
+    a run still going after ``wedge_after`` seconds while it lasts.
 
     Call from the hub's thread (the main thread), after patching. Returns the detector so
     that tests and tools can :meth:`~StallDetector.stop` it.
     """
-    detector = StallDetector(threshold)
+    detector = StallDetector(threshold, wedge_after)
     detector.start()
     return detector
 
 
 class StallDetector:
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, wedge_after: float | None = None) -> None:
         if not threshold > 0:
             raise ValueError(f"the stall threshold must be above 0 seconds, got {threshold!r}")
         self.threshold = threshold
+        self.wedge_after = wedge_after
+        self._wedge: _Wedge | None = None
         self.hub = gevent.get_hub()
         self.sites: dict[str, CallSite] = {}
         self.unreported_sites = 0
@@ -136,12 +162,16 @@ class StallDetector:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        _start_monitor_thread(self.hub, sample_period=self.threshold / 2)
+        monitor = _start_monitor_thread(self.hub, sample_period=self.threshold / 2)
+        if self.wedge_after is not None:
+            monitor.add_monitoring_function(self._watch_for_wedge, self.threshold / 2)
         gevent.events.subscribers.append(self._on_event_loop_blocked)
         current = greenlet.getcurrent()
         self._run = _Run(0, perf_counter(), current, _context_of(current))
         self._previous_trace = greenlet.settrace(self._on_switch)
         self._started = True
+        # A child forked without exec has no monitor thread and is not the runtime.
+        os.register_at_fork(after_in_child=self.stop)
 
     def stop(self) -> None:
         """Uninstall the trace function and the subscriber (the monitor thread stays)."""
@@ -177,6 +207,71 @@ class StallDetector:
             sample.tenant_id = run.context.get(TENANT_ID)
         if self._run.number == run.number:  # still the same block: all of it belongs to it
             self._sample = sample
+
+    def holder(self) -> Holder | None:
+        """Who holds the event loop now, for how long, and where; None while the hub runs.
+
+        Safe from any thread: it reads one tuple and the hub thread's current frame.
+        """
+        run = self._run
+        if run.greenlet is self.hub or run.greenlet is None:
+            return None
+        seconds = perf_counter() - run.started
+        frame = sys._current_frames().get(self.hub.thread_ident)
+        stack = _frames_from(frame)
+        del frame
+        context = run.context
+        if self._run.number != run.number:
+            return None  # it yielded meanwhile
+        return Holder(context.get(REQUEST_ID) if context is not None else None,
+                      context.get(TENANT_ID) if context is not None else None, seconds, stack)
+
+    def _watch_for_wedge(self, hub: Any) -> None:
+        # A monitoring function of gevent's monitor thread: an exception would end that thread.
+        try:
+            self._report_wedge_if_due()
+        except Exception:  # noqa: BLE001, S110 - a lost wedge record must not stop the monitor
+            pass
+
+    def _report_wedge_if_due(self) -> None:
+        assert self.wedge_after is not None
+        run = self._run
+        if run.greenlet is self.hub or perf_counter() - run.started < self.wedge_after:
+            return
+        wedge = self._wedge
+        if wedge is None or wedge.run != run.number:
+            wedge = self._wedge = _Wedge(run.number, self.wedge_after)
+        holder = self.holder()
+        if holder is None or holder.seconds < wedge.next_report:
+            return
+        while wedge.next_report <= holder.seconds:
+            wedge.next_report *= 2
+        self.write_wedge_record(holder, wedge.next_report)
+
+    def write_wedge_record(self, holder: Holder, next_report: float | None) -> str:
+        """Write the record for a block that still lasts (monitor thread); return its text."""
+        from .logs import write_without_hub
+
+        stack = user_stack(holder.stack)
+        where = call_site(holder.stack)
+        who = (f"Invocation {holder.request_id}" if holder.request_id
+               else "A greenlet outside any invocation's context")
+        lines = [
+            f"{who} has held the event loop for {holder.seconds:.1f}s so far at {where}, and "
+            "still does: no other invocation in this process can run, answer or time out "
+            "until it returns. It is stuck in a call that never yields (a C call, a read on a "
+            "pipe or device, a lock taken in C).",
+            "Stack where it is stuck (most recent call last):",
+            *format_stack(stack),
+        ]
+        if next_report is not None:
+            lines.append(f"Reported again at {next_report:.0f}s if it lasts "
+                         f"(LMI_GEVENT_WEDGE_AFTER).")
+        message = "\n".join(lines)
+        write_without_hub(logging.ERROR, message, holder.request_id, {"wedge": {
+            "requestId": holder.request_id, "seconds": round(holder.seconds, 3), "site": where,
+            "stack": [f"{f.filename}:{f.lineno} in {f.function}" for f in stack]}})
+        return message
 
     # --- hub thread -------------------------------------------------------------------------
 
@@ -304,7 +399,7 @@ def _context_of(target: Any) -> contextvars.Context | None:
 
 # --- the monitor thread ------------------------------------------------------------------------
 
-def _start_monitor_thread(hub: Any, sample_period: float) -> None:
+def _start_monitor_thread(hub: Any, sample_period: float) -> Any:
     """Start gevent's monitor thread with a period of ``sample_period`` seconds.
 
     Half the threshold: gevent reports only a block that spans a whole period, so this is
@@ -325,6 +420,7 @@ def _start_monitor_thread(hub: Any, sample_period: float) -> None:
     if "print_blocking_reports" not in gevent.config.settings:
         # gevent < 25.4.1: this method is the documented place to redirect its report.
         monitor._show_blocking_report = lambda hub, report, greenlet: (greenlet, report)
+    return monitor
 
 
 # --- stacks ---------------------------------------------------------------------------------------
