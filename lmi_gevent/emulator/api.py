@@ -344,13 +344,30 @@ class Emulator:
         """Insert a ``marker`` event and return it (its ``t`` is the emulator's clock)."""
         return self._control("POST", "mark", {"name": name})
 
-    def inject(self, endpoint: str, *, status: int | None = None, reset: bool = False, count: int = 1) -> None:
-        """Fail the next ``count`` calls of ``endpoint`` (next, response, error, init_error,
-        invoke): answer ``status`` without acting, or (``reset=True``) drop the connection."""
-        if (status is None) == (not reset):
-            raise ValueError("give exactly one of status= or reset=True")
-        spec: dict[str, Any] = {"endpoint": endpoint, "count": count}
-        spec.update({"reset": True} if reset else {"status": status})
+    def inject(self, endpoint: str, *, status: int | None = None, reset: bool = False,
+               close: bool = False, accepted: bool = False, count: int | None = 1,
+               rate: float | None = None, seed: int | None = None) -> None:
+        """Fail calls of ``endpoint`` (next, response, error, init_error, invoke) in one way:
+        answer ``status`` without acting, drop the connection with a RST (``reset=True``) or
+        close it without answering (``close=True``; on ``next``: before /next answers).
+
+        ``accepted=True`` (posts only) takes the answer first: with ``reset`` the runtime
+        never sees the 202 (a reset while the answer is posted), with ``close`` the connection
+        closes right after the 202. ``count`` calls are failed (None: no limit); with ``rate``
+        each call fails with that probability instead (``count`` then defaults to no limit;
+        ``seed`` makes the pattern repeatable).
+        """
+        if (status is not None) + reset + close != 1:
+            raise ValueError("give exactly one of status=, reset=True or close=True")
+        spec: dict[str, Any] = {"endpoint": endpoint, "accepted": accepted}
+        if rate is not None:
+            spec["rate"] = rate
+            spec["count"] = None if count == 1 else count
+        else:
+            spec["count"] = count
+        if seed is not None:
+            spec["seed"] = seed
+        spec.update({"reset": True} if reset else {"close": True} if close else {"status": status})
         self._control("POST", "faults", spec)
 
     def clear_faults(self) -> None:
