@@ -27,13 +27,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Emulator", "EmulatorError", "InvokeResult", "RuntimeProcess"]
+__all__ = ["PLATFORM_FAULTS", "Emulator", "EmulatorError", "InvokeResult", "RuntimeProcess"]
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 # The directory that holds the lmi_gevent package, so an uninstalled checkout works.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _START_TIMEOUT = 20.0
 _RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+# The platform faults the runtime must survive without losing an answer (#12): /next failing
+# or closed before it answers; a post reset before or after the platform took the answer, or
+# closed right after its 202; a proxy's 503 on a post.
+PLATFORM_FAULTS: tuple[dict[str, Any], ...] = (
+    {"endpoint": "next", "status": 500},
+    {"endpoint": "next", "close": True},
+    {"endpoint": "response", "reset": True},
+    {"endpoint": "response", "reset": True, "accepted": True},
+    {"endpoint": "response", "close": True, "accepted": True},
+    {"endpoint": "response", "status": 503},
+    {"endpoint": "error", "reset": True, "accepted": True},
+    {"endpoint": "error", "close": True, "accepted": True},
+)
 
 
 class EmulatorError(RuntimeError):
@@ -369,6 +384,13 @@ class Emulator:
             spec["seed"] = seed
         spec.update({"reset": True} if reset else {"close": True} if close else {"status": status})
         self._control("POST", "faults", spec)
+
+    def inject_platform_faults(self, rate: float = 0.02, seed: int | None = None) -> list[dict[str, Any]]:
+        """Fail every kind of call at ``rate`` each, as a misbehaving platform would (see
+        PLATFORM_FAULTS); returns the plan. ``clear_faults()`` ends it."""
+        for number, fault in enumerate(PLATFORM_FAULTS):
+            self.inject(**fault, rate=rate, seed=None if seed is None or number else seed)
+        return [dict(fault, rate=rate) for fault in PLATFORM_FAULTS]
 
     def clear_faults(self) -> None:
         self._control("DELETE", "faults")
