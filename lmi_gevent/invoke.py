@@ -13,8 +13,9 @@ import os
 from typing import Any, Callable, ContextManager, NamedTuple
 
 from . import errors
-from .client import Invocation, RuntimeApiClient, RuntimeApiError
+from .client import Invocation, RuntimeApiClient
 from .context import REQUEST_ID, TENANT_ID, TRACE_ENV_KEY, TRACE_ID, LambdaContext, set_process_ids
+from .delivery import RetryPolicy, deliver
 from .logs import FunctionLog
 from .marshal import decode_event, encode_response
 
@@ -55,15 +56,18 @@ class Invoker:
     ``guard`` wraps the handler call (concurrent mode uses it to reclaim the slot of an
     invocation that runs past its deadline). ``process_wide`` (sequential mode) also keeps the
     ids process-wide and sets the real ``_X_AMZN_TRACE_ID`` environment variable, as the
-    official client does, so threads the handler starts see them too.
+    official client does, so threads the handler starts see them too. ``retry`` times the
+    attempts to post an answer that did not get through (see :mod:`lmi_gevent.delivery`).
     """
 
     def __init__(self, handler: Callable[[Any, Any], Any], function_log: FunctionLog, *,
-                 guard: Guard = _no_guard, process_wide: bool = False) -> None:
+                 guard: Guard = _no_guard, process_wide: bool = False,
+                 retry: RetryPolicy = RetryPolicy()) -> None:
         self.handler = handler
         self.function_log = function_log
         self.guard = guard
         self.process_wide = process_wide
+        self.retry = retry
 
     def run(self, invocation: Invocation, client: RuntimeApiClient) -> None:
         """Handle one invocation and post its one answer; PlatformFailure propagates."""
@@ -128,19 +132,18 @@ class Invoker:
 
     def _post(self, invocation: Invocation, kind: str,
               post: Callable[[], tuple[int, bytes]]) -> int | None:
-        """Post an answer; log (and survive) every outcome but PlatformFailure."""
-        try:
-            status, reply = post()
-        except RuntimeApiError as problem:
-            if problem.status == 500:
-                raise
-            log.error("Could not post the %s of invocation %s: %s", kind,
-                      invocation.request_id, problem)
+        """Post an answer until it is delivered or its deadline passed (logged either way);
+        the last status, or None when it never got through. PlatformFailure propagates."""
+        deadline = invocation.deadline_ms / 1000 if invocation.deadline_ms > 0 else None
+        outcome = deliver(post, f"the {kind} of invocation {invocation.request_id}",
+                          deadline=deadline, policy=self.retry)
+        if outcome is None:
             return None
-        if status != 202:
-            log.warning("Runtime API answered %s to the %s of invocation %s: %s", status, kind,
-                        invocation.request_id, reply[:300].decode("utf-8", "replace"))
-        return status
+        if not outcome.delivered:
+            log.warning("Runtime API answered %s to the %s of invocation %s: %s", outcome.status,
+                        kind, invocation.request_id,
+                        outcome.reply[:300].decode("utf-8", "replace"))
+        return outcome.status
 
 
 def build_context(invocation: Invocation) -> LambdaContext:
