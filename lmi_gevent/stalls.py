@@ -404,7 +404,14 @@ def _start_monitor_thread(hub: Any, sample_period: float) -> Any:
 
     Half the threshold: gevent reports only a block that spans a whole period, so this is
     what guarantees a sample for every block longer than the threshold.
+
+    The hub greenlet is started first: gevent's monitor thread stops for good, silently, when
+    it finds the hub falsy, which a hub greenlet not yet switched to is. On a busy machine
+    its first look could come before the runtime's first yield, and then no stall or wedge
+    was ever reported by that process.
     """
+    if not hub:
+        gevent.sleep(0)  # one turn of the loop: the hub greenlet is running from now on
     gevent.config.max_blocking_time = sample_period
     # gevent prints its own report (from the monitor thread) unless told not to; the user
     # can still ask for it with GEVENT_MONITOR_PRINT_BLOCKING_REPORTS.

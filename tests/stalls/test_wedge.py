@@ -90,7 +90,9 @@ def test_a_wedge_is_reported_while_it_lasts_with_the_request_id_and_stack(wedged
 
     assert runtime.returncode is None  # still blocked: reported while it lasts
     assert emulator.stats()["in_flight"] == 1
-    first, second = records(runtime, "wedge")[:2]
+    wedges = records(runtime, "wedge")
+    assert len(wedges) >= 2, runtime.output()
+    first, second = wedges[:2]
     for record in (first, second):
         assert record["level"] == "ERROR" and record["logger"] == "lmi_gevent"
         assert record["requestId"] == record["wedge"]["requestId"] == blocked
