@@ -156,9 +156,13 @@ class StopWatch:
             lines.append(f"The event loop is held{held} by {who} at {call_site(holder.stack)}; "
                          "stack (most recent call last):")
             lines.extend(format_stack(user_stack(holder.stack)))
+        where = None
+        if holder is not None:
+            where = {"site": call_site(holder.stack), "seconds": round(holder.seconds, 3),
+                     "stack": [f"{f.filename}:{f.lineno} in {f.function}"
+                               for f in user_stack(holder.stack)]}
         write_without_hub(level, "\n".join(lines), request_id, {"stop": {
-            **(fields or {}), "holder": request_id,
-            "site": call_site(holder.stack) if holder is not None else None}})
+            **(fields or {}), "holder": request_id, **(where or {"site": None})}})
 
 
 def _current_frame(thread_ident: int) -> Any:

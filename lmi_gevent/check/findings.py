@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .options import Options
+from .timeouts import timeout_finding
 
 # Below this, one invocation is too short for timing to show whether N of them overlapped.
 MIN_MEASURABLE_SECONDS = 0.02
@@ -15,7 +16,7 @@ MIN_MEASURABLE_SECONDS = 0.02
 class Finding(NamedTuple):
     severity: str  # "blocker" or "warning"
     kind: str  # init-error, stall, no-overlap, failed-invocation, early-import, non-cooperative,
-    #            shared-global, shared-cwd, shared-env
+    #            shared-global, shared-cwd, shared-env, timeout
     message: str
     fix: str = ""
     details: tuple[str, ...] = ()
@@ -62,6 +63,7 @@ def run_findings(run: dict[str, Any], options: Options) -> list[Finding]:
     total = sum(run["invocations"].values())
     findings = [_failed_finding(failure, count, total)
                 for failure, count in _grouped(run["failed"])]
+    findings += [timeout_finding(entry, options) for entry in run.get("timed_out", [])]
     overlapped = overlap_verdict(run, options.concurrency)
     findings += [_stall_finding(stall, options, overlapped) for stall in run["stalls"]]
     if overlapped is False:

@@ -48,6 +48,8 @@ def _run_summary(run: dict[str, Any] | None, concurrency: int) -> list[str]:
     alone, together = run["alone_seconds"], run["concurrent_seconds"]
     verdict = {True: "overlapped", False: "did NOT overlap",
                None: "too quick to tell whether they overlapped"}[overlap_verdict(run, concurrency)]
+    if run.get("timed_out"):
+        verdict = "stopped: an invocation did not finish within --timeout"
     timing = (f"alone {alone:.3f}s, {concurrency} at once {together:.3f}s, effective "
               f"concurrency {run['effective_concurrency']:g} of {concurrency}"
               if alone is not None and together is not None else "no timings (timed out)")

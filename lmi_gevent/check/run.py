@@ -10,8 +10,16 @@ from typing import Any
 from ..shared_state import GLOBALS_ENV
 from .options import Options
 from .probe import INIT_TIMEOUT
+from .timeouts import is_timeout, timed_out
 
 PHASES = ("warm_up", "alone", "concurrent")
+# The runtime's drain when check stops it: invocations are over by then, unless one holds the
+# event loop; then the runtime's stop watch ends it after this plus ~2 s, naming that
+# invocation and its stack. STOP_GRACE leaves time for that record before SIGKILL.
+DRAIN_TIMEOUT = 1.0
+STOP_GRACE = DRAIN_TIMEOUT + 5.0
+# Past --timeout, how long the client waits for the emulator's Sandbox.Timedout answer.
+ANSWER_SLACK = 10.0
 
 
 def runtime_environment(options: Options) -> dict[str, str]:
@@ -37,23 +45,45 @@ def run_handler(options: Options) -> dict[str, Any]:
 
     env = runtime_environment(options)
     env.update({"LMI_GEVENT_STALL_THRESHOLD": f"{options.threshold:g}",
+                "LMI_GEVENT_DRAIN_TIMEOUT": f"{DRAIN_TIMEOUT:g}",
                 # Stall reports are parsed from JSON records; WARN keeps them from being
                 # filtered out by a stricter level in the caller's environment.
                 "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN"})
     argv = [sys.executable, "-m", "lmi_gevent", options.handler]
     with Emulator(concurrency=options.concurrency, timeout=options.timeout) as emulator:
         runtime = emulator.start_runtime(argv, env=env, cwd=options.root)
-        if not _wait_for_polls(emulator, runtime, options.concurrency):
-            runtime.stop(grace=0.5)
-            return {"started": False, "exit_code": runtime.returncode,
-                    "output_tail": runtime.output().splitlines()[-20:]}
-        phases = {name: _invoke(emulator, options, count)
-                  for name, count in zip(PHASES, (1, 1, options.concurrency), strict=True)}
-        runtime.stop(grace=5.0)  # SIGTERM drains; then every record it wrote is collected
-        output = runtime.output()
-    return {"started": True, **_timings(phases, options.concurrency),
-            "failed": [failure for phase in phases.values() for failure in phase["failed"]],
+        try:
+            if not _wait_for_polls(emulator, runtime, options.concurrency):
+                runtime.stop(grace=0.5)
+                return {"started": False, "exit_code": runtime.returncode,
+                        "output_tail": runtime.output().splitlines()[-20:]}
+            phases = _run_phases(emulator, options)
+            # SIGTERM drains (or the stop watch ends a held loop); then every record it wrote
+            # is collected, and its process group, with whatever it forked, is killed.
+            runtime.stop(grace=STOP_GRACE)
+            output = runtime.output()
+        finally:
+            runtime.kill()  # every process of the run, whatever happened above
+    all_phases = {name: phases.get(name, _NOT_RUN) for name in PHASES}
+    return {"started": True, **_timings(all_phases, options.concurrency),
+            "failed": [failure for phase in phases.values() for failure in phase["failed"]
+                       if not is_timeout(failure)],
+            "timed_out": timed_out(output, phases),
             "stalls": _stalls(output, phases), "shared_state": _shared_state(output)}
+
+
+_NOT_RUN: dict[str, Any] = {"dispatched": {}, "answered": {}, "failed": [], "timed_out": []}
+
+
+def _run_phases(emulator: Any, options: Options) -> dict[str, dict[str, Any]]:
+    """1 warm-up, 1 alone, N at once; stop after a phase with a timed-out invocation (its
+    slot stays taken, so later phases would only measure the wait for it)."""
+    phases = {}
+    for name, count in zip(PHASES, (1, 1, options.concurrency), strict=True):
+        phases[name] = phase = _invoke(emulator, options, count)
+        if phase["timed_out"] or phase["unanswered"]:
+            break
+    return phases
 
 
 def _wait_for_polls(emulator: Any, runtime: Any, concurrency: int) -> bool:
@@ -74,14 +104,30 @@ def _wait_for_polls(emulator: Any, runtime: Any, concurrency: int) -> bool:
 def _invoke(emulator: Any, options: Options, count: int) -> dict[str, Any]:
     """Invoke ``count`` copies of the event at once; their emulator-side timeline."""
     since = emulator.mark(f"check: {count} invocation(s)")["t"]
-    results = emulator.invoke_many([options.event] * count, parallel=count,
-                                   timeout=options.timeout + 30)
+    results = _invoke_together(emulator, options.event, count, options.timeout + ANSWER_SLACK)
     events = emulator.events(since=since)
     dispatched = {e["request_id"]: e["t"] for e in events if e["kind"] == "dispatch"}
     answered = {e["request_id"]: e["t"] for e in events if e["kind"] == "answer"}
     failed = [_failure(result) for result in results
-              if result.status != 200 or result.function_error]
-    return {"dispatched": dispatched, "answered": answered, "failed": failed}
+              if result is not None and (result.status != 200 or result.function_error)]
+    return {"dispatched": dispatched, "answered": answered, "failed": failed,
+            "timed_out": sorted(e["request_id"] for e in events if e["kind"] == "timeout"),
+            "unanswered": sum(1 for result in results if result is None)}
+
+
+def _invoke_together(emulator: Any, event: Any, count: int, timeout: float) -> list[Any]:
+    """``count`` Invoke API calls at once; None for a call that got no answer in time (an
+    invocation no slot ever polled for: the runtime's loop was held)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_: int) -> Any:
+        try:
+            return emulator.invoke(event, timeout=timeout)
+        except OSError:  # TimeoutError included
+            return None
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
 
 
 def _failure(result: Any) -> dict[str, Any]:
