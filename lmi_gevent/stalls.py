@@ -199,7 +199,7 @@ class StallDetector:
                                            and self._sample.run == run.number):
             return  # a stale event, or this block is already sampled
         frame = sys._current_frames().get(self.hub.thread_ident)
-        stack = _frames_from(frame)
+        stack = frames_from(frame)
         del frame  # frames hold the handler's locals; do not keep them alive
         sample = _Sample(run.number, stack)
         if run.context is not None:  # Context.get is safe from any thread
@@ -218,7 +218,7 @@ class StallDetector:
             return None
         seconds = perf_counter() - run.started
         frame = sys._current_frames().get(self.hub.thread_ident)
-        stack = _frames_from(frame)
+        stack = frames_from(frame)
         del frame
         context = run.context
         if self._run.number != run.number:
@@ -295,7 +295,7 @@ class StallDetector:
             # The block ended before the monitor thread looked (or it could not get the GIL):
             # all we have is where the greenlet yielded, and its ids as they are now.
             context = run.context
-            sample = _Sample(run.number, _frames_from(getattr(run.greenlet, "gr_frame", None)),
+            sample = _Sample(run.number, frames_from(getattr(run.greenlet, "gr_frame", None)),
                              context.get(REQUEST_ID) if context is not None else None,
                              context.get(TENANT_ID) if context is not None else None)
             sampled = False
@@ -432,7 +432,7 @@ def _start_monitor_thread(hub: Any, sample_period: float) -> Any:
 
 # --- stacks ---------------------------------------------------------------------------------------
 
-def _frames_from(frame: Any) -> list[Frame]:
+def frames_from(frame: Any) -> list[Frame]:
     """The stack ending at ``frame``, outermost first; reads no source files."""
     frames: list[Frame] = []
     while frame is not None and len(frames) < STACK_DEPTH:

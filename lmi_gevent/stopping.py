@@ -30,13 +30,13 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent import monkey
 
 from .logs import write_without_hub
-from .stalls import Holder, StallDetector, call_site, format_stack, user_stack, _frames_from
+from .stalls import Holder, StallDetector, call_site, format_stack, frames_from, user_stack
 
 if TYPE_CHECKING:
     from .concurrent import SlotPool
@@ -141,7 +141,7 @@ class StopWatch:
         frame = _current_frame(self.hub.thread_ident)
         if frame is None:
             return None
-        stack = _frames_from(frame)
+        stack = frames_from(frame)
         del frame
         return Holder(None, None, 0.0, stack)
 

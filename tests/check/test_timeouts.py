@@ -8,7 +8,6 @@ behind — the runtime and the child process the handler started included.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
