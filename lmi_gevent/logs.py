@@ -257,22 +257,23 @@ def write_without_hub(level: int, message: str, request_id: str | None,
 
     For lmi-gevent's monitor threads, which must report while a handler holds the event loop:
     logging's handler locks are gevent locks then, and a buffered stream's lock may be held by
-    the blocked thread, so neither may be touched. A multi-line text message is joined with
-    ``\\r`` to stay one event, as the stall report does.
+    the blocked thread, so neither may be touched. On stdout a multi-line text message is
+    joined with ``\\r`` to stay one event, as the stall report does.
     """
     handler = next((h for h in list(logging.getLogger().handlers)
                     if isinstance(h, LambdaLogHandler)), None)
     name = logging.getLevelName(normalised_level(level))
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    sink = handler.sink if handler is not None else None
     if handler is not None and isinstance(handler.formatter, JsonFormatter):
         record = {"timestamp": stamp[:-5] + "Z", "level": name, "message": message,
                   "logger": "lmi_gevent", "requestId": request_id, **(fields or {})}
         text = JsonFormatter._encode({k: v for k, v in record.items() if v is not None}) + "\n"
     else:
-        flat = message.replace("\n", _ERROR_LINE_JOIN)
+        # A frame keeps its newlines; on stdout the platform would split the record at them.
+        flat = message if isinstance(sink, FramedSink) else message.replace("\n", _ERROR_LINE_JOIN)
         text = f"[{name}]\t{stamp}\t{request_id or ''}\t{flat}\n"
-    sink = handler.sink if handler is not None else None
     if isinstance(sink, FramedSink):
         sink.write(text, level)  # one os.write per frame
         return

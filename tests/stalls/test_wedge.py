@@ -137,3 +137,33 @@ def test_a_second_sigterm_ends_a_wedged_runtime_at_once(wedged) -> None:
     ending = records(runtime, "stop")[-1]
     assert "a second signal arrived while the event loop was held" in ending["message"]
     assert ending["stop"]["unanswered"] == [blocked]
+
+
+SHORT_WEDGE_APP = """
+import ctypes
+
+libc = ctypes.CDLL(None)
+
+
+def handler(event, context):
+    libc.usleep(1_300_000)
+    return {"requestId": context.aws_request_id}
+"""
+
+
+def test_the_usual_stall_record_follows_when_the_block_ends(task_root, emulator_factory) -> None:
+    root = task_root(app=SHORT_WEDGE_APP)
+    emulator = emulator_factory(concurrency=2, timeout=30)
+    # Wedge records at 0.5 s and 1 s of a 1.3 s block, then the stall record once it ends.
+    runtime = start_runtime(emulator, root, concurrency=2,
+                            env={**ENV, "LMI_GEVENT_WEDGE_AFTER": "5"})
+    blocked = emulator.invoke({}).json()["requestId"]
+    runtime.send_signal(signal.SIGTERM)
+    assert runtime.wait(timeout=EXIT_BOUND) == 0  # a healthy loop drains as usual
+
+    wedges, stalls = records(runtime, "wedge"), records(runtime, "stall")
+    assert [record["requestId"] for record in wedges] == [blocked, blocked], runtime.output()
+    assert 0.5 <= wedges[0]["wedge"]["seconds"] < 1.0 <= wedges[1]["wedge"]["seconds"]
+    assert len(stalls) == 1 and stalls[0]["requestId"] == blocked
+    assert stalls[0]["stall"]["seconds"] >= 1.3
+    assert records(runtime, "stop") == []  # the stop watch only waited
