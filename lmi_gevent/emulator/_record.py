@@ -37,6 +37,9 @@ _COUNTERS = (
     "errors_with_xray_cause",
     "faults_applied",
     "bad_requests",
+    "streamed_responses",
+    "stream_errors",
+    "function_url_requests",
 )
 
 

@@ -139,9 +139,14 @@ def serve_connection(sock: socket.socket, address: Any, *, router: Router,
                 _check_unread_after_eof(conn)
                 return
             conn.on_reset_unread = None  # the peer is talking, so it read our last answer
-            _http.read_body(request, conn.rfile, conn.sock)
+            if request.streamed_answer and "chunked" in request.headers.get("transfer-encoding", ""):
+                request.body_stream = _http.ChunkedBody(conn.rfile)
+            else:
+                _http.read_body(request, conn.rfile, conn.sock)
             if not router(request, conn) or not request.keep_alive:
                 return
+            if request.body_stream is not None and not request.body_stream.complete:
+                return  # a route left a stream unread: the connection is out of step
     except _http.BadRequest as exc:
         if on_bad_request is not None:
             on_bad_request()
@@ -282,8 +287,39 @@ class RuntimeApi:
         faulted = self._fault(kind, conn)
         if faulted is not None:
             return faulted
+        mode = request.headers.get("lambda-runtime-function-response-mode")
+        if mode is not None and (mode.lower() != "streaming" or kind != "response"):
+            self.record.status(kind, 400)
+            conn.send(400, (_JSON,), Rejection(400, "InvalidFunctionResponseMode",
+                                               f"unsupported response mode {mode!r}").body(), close=True)
+            return False
+        if request.body_stream is not None:
+            return self._relay_stream(request_id, request, conn)
         rejection = self.sandbox.answer(request_id, kind, request.headers, request.body)
         return self._reply(kind, rejection, conn)
+
+    def _relay_stream(self, request_id: str, request: _http.Request, conn: Connection) -> bool:
+        """A streamed response: each chunk goes to the caller as soon as it is read."""
+        body = request.body_stream
+        assert body is not None
+        started = self.sandbox.start_stream(request_id, request.headers)
+        if isinstance(started, Rejection):
+            for _ in body:  # read to the end so the connection stays usable
+                pass
+            return self._reply("response", started, conn)
+        try:
+            for chunk in body:
+                started.put(chunk)
+        except (_http.BadRequest, OSError):
+            rejection = self.sandbox.end_stream(request_id, request.headers, started, {}, truncated=True)
+            self.record.status("response", 400)
+            try:
+                conn.send(400, (_JSON,), rejection.body() if rejection else b"{}", close=True)
+            except OSError:
+                pass
+            return False
+        rejection = self.sandbox.end_stream(request_id, request.headers, started, body.trailers)
+        return self._reply("response", rejection, conn)
 
     def _init_error(self, request: _http.Request, conn: Connection) -> bool:
         faulted = self._fault("init_error", conn)
@@ -379,8 +415,35 @@ class InvokeApi:
 
     def _send(self, conn: Connection, answer: CallerAnswer) -> bool:
         self.record.status("invoke", answer.status)
+        if answer.stream is not None:
+            return send_stream(conn, answer)
         conn.send(answer.status, answer.headers, answer.body)
         return True
+
+
+TRAILER_NAMES = "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body"
+
+
+def send_stream(conn: Connection, answer: CallerAnswer) -> bool:
+    """Relay a streamed response to the caller as chunks arrive, the runtime's error trailers
+    (if any) as real trailers. A caller that hangs up stops the relay, not the runtime."""
+    relay = answer.stream
+    assert relay is not None
+    try:
+        conn.sock.sendall(_http.render_chunked_head(answer.status, answer.headers, TRAILER_NAMES))
+        for chunk in relay:
+            conn.sock.sendall(_http.render_chunk(chunk))
+        conn.sock.sendall(_http.render_last_chunk(_trailer_fields(relay.trailers)))
+    except OSError:
+        relay.end({})
+        return False
+    return True
+
+
+def _trailer_fields(trailers: dict[str, str]) -> list[tuple[str, str]]:
+    names = {"lambda-runtime-function-error-type": "Lambda-Runtime-Function-Error-Type",
+             "lambda-runtime-function-error-body": "Lambda-Runtime-Function-Error-Body"}
+    return [(names[key], value) for key, value in trailers.items() if key in names]
 
 
 def _error_answer(status: int, error_type: str, message: str) -> CallerAnswer:
