@@ -281,7 +281,8 @@ class Emulator:
 
     def __init__(self, *, concurrency: int = 1, timeout: float = 30.0, queue: int | None = None,
                  strict: bool = False, function_name: str = "function",
-                 python: str = sys.executable, max_events: int = 20000, max_answers: int = 200) -> None:
+                 python: str = sys.executable, max_events: int = 20000, max_answers: int = 200,
+                 function_url: bool = False) -> None:
         self.function_name = function_name
         argv = [python, "-m", "lmi_gevent.emulator", "--concurrency", str(concurrency),
                 "--timeout", str(timeout), "--function-name", function_name,
@@ -291,6 +292,8 @@ class Emulator:
             argv += ["--queue", str(queue)]
         if strict:
             argv.append("--strict")
+        if function_url:
+            argv += ["--function-url-port", "0"]
         self._runtimes: list[RuntimeProcess] = []
         self._local = _Connections()
         self._all_connections: list[http.client.HTTPConnection] = []
@@ -307,6 +310,8 @@ class Emulator:
         self.runtime_api: str = ready["runtime_api"]
         self.invoke_url: str = ready["invoke_url"]
         self.pid: int = ready["pid"]
+        # ``http://127.0.0.1:PORT/`` when started with ``function_url=True``.
+        self.function_url: str | None = ready.get("function_url")
         host_port = self.invoke_url.split("://", 1)[1]
         self._host, _, port = host_port.rpartition(":")
         self._host = self._host.strip("[]")
