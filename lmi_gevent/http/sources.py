@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 Headers = list[tuple[str, str]]
 ACCEPTED_SHAPES = ("API Gateway REST (v1, with or without multiValueHeaders), HTTP API (v2), "
@@ -32,7 +33,7 @@ class UnsupportedEvent(ValueError):
     """The event is not an HTTP request from a source the adapter knows."""
 
 
-@dataclass
+@dataclass(slots=True)
 class HttpRequest:
     """One HTTP request, whatever source it came from."""
 
@@ -47,7 +48,7 @@ class HttpRequest:
     cookies: list[str] = field(default_factory=list)  # v2 sends the Cookie header here
 
 
-@dataclass
+@dataclass(slots=True)
 class HttpAnswer:
     """The app's answer before it is shaped for a source."""
 
@@ -55,7 +56,7 @@ class HttpAnswer:
     reason: str
     headers: Headers
     body: bytes
-    binary: bool  # send the body base64-encoded
+    text: str | None  # the body as text, or None to send it base64-encoded
 
 
 class EventSource:
@@ -102,9 +103,47 @@ def _pairs(mapping: Mapping[str, Any] | None) -> Headers:
     return pairs
 
 
+def _single_pairs(mapping: Mapping[str, Any] | None) -> Headers:
+    """The fast path of :func:`_pairs` for ``{name: value}`` (the common event shape)."""
+    if not mapping:
+        return []
+    pairs = list(mapping.items())
+    for _, value in pairs:
+        if type(value) is not str:
+            return _pairs(mapping)
+    return pairs
+
+
+def _multi_pairs(mapping: Mapping[str, Any] | None) -> Headers:
+    """The fast path of :func:`_pairs` for ``{name: [values]}``."""
+    if not mapping:
+        return []
+    try:
+        pairs = [(name, value) for name, values in mapping.items() for value in values]
+    except TypeError:  # a null list or a bare value
+        return _pairs(mapping)
+    for _, value in pairs:
+        if type(value) is not str:
+            return _pairs(mapping)
+    return pairs
+
+
 def _encoded_query(pairs: Iterable[tuple[str, str]]) -> str:
     """Decoded query values re-encoded (spaces as %20, which every parser reads back)."""
-    return "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in pairs)
+    return "&".join(f"{_quoted(key)}={_quoted(value)}" for key, value in pairs)
+
+
+def _quoted(text: str) -> str:
+    """Percent-encode all but RFC 3986's unreserved characters (``quote(text, safe="")``, at a
+    fraction of its cost: it profiled at a quarter of an API Gateway request's adapter time)."""
+    if _UNRESERVED(text):
+        return text
+    return "".join([_BYTE_QUOTED[byte] for byte in text.encode("utf-8")])
+
+
+_UNRESERVED_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~-"
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*\Z").match
+_BYTE_QUOTED = [chr(byte) if chr(byte) in _UNRESERVED_CHARS else f"%{byte:02X}" for byte in range(256)]
 
 
 def _forwarded_for(headers: Headers) -> str | None:
@@ -139,7 +178,7 @@ def _single_valued(headers: Headers) -> dict[str, str]:
     headers are kept apart under differently-cased names, which HTTP treats as one name."""
     joined, cookies = _joined(headers)
     for index, cookie in enumerate(cookies):
-        joined[_casing(index)] = cookie
+        joined[_CASINGS[index] if index < len(_CASINGS) else _casing(index)] = cookie
     return joined
 
 
@@ -158,10 +197,13 @@ def _casing(index: int) -> str:
     return "".join(spelled)
 
 
+_CASINGS = [_casing(index) for index in range(16)]
+
+
 def _body_fields(answer: HttpAnswer) -> dict[str, Any]:
-    if answer.binary:
+    if answer.text is None:
         return {"body": base64.b64encode(answer.body).decode("ascii"), "isBase64Encoded": True}
-    return {"body": answer.body.decode("utf-8"), "isBase64Encoded": False}
+    return {"body": answer.text, "isBase64Encoded": False}
 
 
 # --- the sources --------------------------------------------------------------------------
@@ -175,14 +217,15 @@ class ApiGatewayV1(EventSource):
     def request(self) -> HttpRequest:
         event = self.event
         multi = event.get("multiValueHeaders")
-        headers = _pairs(multi) if multi else _pairs(event.get("headers"))
-        query = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters")
+        headers = _multi_pairs(multi) if multi else _single_pairs(event.get("headers"))
+        multi_query = event.get("multiValueQueryStringParameters")
+        query = _multi_pairs(multi_query) if multi_query else _single_pairs(event.get("queryStringParameters"))
         path = event.get("path") or "/"
         context = self._context()
         return HttpRequest(
             method=str(event.get("httpMethod") or "GET").upper(),
             path=path,
-            query_string=_encoded_query(_pairs(query)),
+            query_string=_encoded_query(query),
             headers=headers,
             body=self._body(),
             source_ip=(context.get("identity") or {}).get("sourceIp") or _forwarded_for(headers),
@@ -220,7 +263,7 @@ class HttpApiV2(EventSource):
         event = self.event
         context = self._context()
         http = context.get("http") or {}
-        headers = _pairs(event.get("headers"))
+        headers = _single_pairs(event.get("headers"))
         raw_path = event.get("rawPath") or http.get("path") or "/"
         stage = context.get("stage")
         script_name = ""
@@ -265,11 +308,11 @@ class Alb(EventSource):
     def request(self) -> HttpRequest:
         event = self.event
         if self.multi_value:
-            headers = _pairs(event.get("multiValueHeaders"))
-            query = _pairs(event.get("multiValueQueryStringParameters"))
+            headers = _multi_pairs(event.get("multiValueHeaders"))
+            query = _multi_pairs(event.get("multiValueQueryStringParameters"))
         else:
-            headers = _pairs(event.get("headers"))
-            query = _pairs(event.get("queryStringParameters"))
+            headers = _single_pairs(event.get("headers"))
+            query = _single_pairs(event.get("queryStringParameters"))
         return HttpRequest(
             method=str(event.get("httpMethod") or "GET").upper(),
             path=event.get("path") or "/",
@@ -299,13 +342,13 @@ class LatticeV1(EventSource):
 
     def request(self) -> HttpRequest:
         event = self.event
-        headers = _pairs(event.get("headers"))
+        headers = _single_pairs(event.get("headers"))
         path, _, inline_query = (event.get("raw_path") or "/").partition("?")
         params = event.get("query_string_parameters")
         return HttpRequest(
             method=str(event.get("method") or "GET").upper(),
             path=path or "/",
-            query_string=_encoded_query(_pairs(params)) if params else inline_query,
+            query_string=_encoded_query(_single_pairs(params)) if params else inline_query,
             headers=headers,
             body=self._body("is_base64_encoded"),
             source_ip=_forwarded_for(headers),

@@ -85,7 +85,7 @@ def build_environ(request: HttpRequest, event: Any, context: Any, *,
         "SCRIPT_NAME": _native(request.script_name),
         # Unquoted from the raw path, as a server does with the request line; WSGI wants
         # the bytes as latin-1 text.
-        "PATH_INFO": unquote_to_bytes(request.path).decode("latin-1"),
+        "PATH_INFO": _path_info(request.path),
         "QUERY_STRING": _native(request.query_string),
         "SERVER_PROTOCOL": request.protocol,
         "CONTENT_LENGTH": str(len(request.body)),
@@ -106,8 +106,16 @@ def build_environ(request: HttpRequest, event: Any, context: Any, *,
     return environ
 
 
+def _path_info(path: str) -> str:
+    if "%" not in path and path.isascii():
+        return path  # nothing to unquote (most paths): skip the bytes round trip
+    return unquote_to_bytes(path).decode("latin-1")
+
+
 def _native(text: str) -> str:
     """A "native string" per PEP 3333: text beyond latin-1 goes as its UTF-8 bytes."""
+    if text.isascii():
+        return text
     try:
         text.encode("latin-1")
         return text
@@ -115,16 +123,36 @@ def _native(text: str) -> str:
         return text.encode("utf-8").decode("latin-1")
 
 
-def _add_headers(environ: dict[str, Any], headers: Headers, cookies: list[str]) -> None:
-    for name, value in headers:
-        if "_" in name:
-            continue  # as gunicorn and nginx do: HTTP_X_USER and X-User must not collide
+# Header name -> environ key ("" for a header that is left out), for the names seen so far;
+# bounded, since clients choose the names.
+_ENVIRON_KEYS: dict[str, str] = {}
+_ENVIRON_KEYS_MAX = 1024
+
+
+def _environ_key(name: str) -> str:
+    key = _ENVIRON_KEYS.get(name)
+    if key is not None:
+        return key
+    if "_" in name:
+        key = ""  # as gunicorn and nginx do: X_User must not pass for X-User
+    else:
         key = name.upper().replace("-", "_")
         if key == "CONTENT_LENGTH":
-            continue  # the decoded body's length is set above
-        if key != "CONTENT_TYPE":
+            key = ""  # the decoded body's length is set instead
+        elif key != "CONTENT_TYPE":
             key = "HTTP_" + key
-        value = _native(value)
+    if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_MAX:
+        _ENVIRON_KEYS[name] = key
+    return key
+
+
+def _add_headers(environ: dict[str, Any], headers: Headers, cookies: list[str]) -> None:
+    for name, value in headers:
+        key = _ENVIRON_KEYS.get(name) or _environ_key(name)
+        if not key:
+            continue
+        if not value.isascii():
+            value = _native(value)
         if key in environ:
             separator = "; " if key == "HTTP_COOKIE" else ", "
             environ[key] = f"{environ[key]}{separator}{value}"
@@ -179,10 +207,12 @@ class _Responder:
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
         self.status = status
-        self.headers = [(str(name), str(value)) for name, value in headers]
+        self.headers = headers if type(headers) is list else list(headers)
         return self.written.append
 
     def take_written(self) -> bytes:
+        if not self.written:
+            return b""
         data = b"".join(self.written)
         self.written.clear()
         return data
@@ -202,24 +232,28 @@ def _close(result: Any) -> None:
 
 def _buffered(app: WsgiApp, environ: dict[str, Any], binary: BinaryRule) -> HttpAnswer:
     responder = _Responder()
+    written = responder.written
     try:
         result = app(environ, responder.start_response)
         try:
-            parts = [responder.take_written()]
+            parts = []
             for chunk in result:
-                parts.append(responder.take_written())
+                if written:
+                    parts.append(responder.take_written())
                 parts.append(chunk)
-            parts.append(responder.take_written())
+            if written:
+                parts.append(responder.take_written())
         finally:
             _close(result)
         status, reason = responder.status_code()
     except Exception:  # noqa: BLE001 - an app failure is a 500, as any WSGI server answers
         return _error_answer(environ)
-    body = b"".join(parts)
-    return HttpAnswer(status, reason, responder.headers, body, _is_binary(responder.headers, body, binary))
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    return HttpAnswer(status, reason, responder.headers, body, _as_text(responder.headers, body, binary))
 
 
-def _is_binary(headers: Headers, body: bytes, binary: BinaryRule) -> bool:
+def _as_text(headers: Headers, body: bytes, binary: BinaryRule) -> str | None:
+    """The body as text to send as is, or None when it must go base64-encoded."""
     content_type = content_encoding = ""
     for name, value in headers:
         lowered = name.lower()
@@ -228,19 +262,18 @@ def _is_binary(headers: Headers, body: bytes, binary: BinaryRule) -> bool:
         elif lowered == "content-encoding":
             content_encoding = value
     if binary(content_type, content_encoding):
-        return True
+        return None
     try:
-        body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError:
-        return True  # never corrupt a body that is not text after all
-    return False
+        return None  # never corrupt a body that is not text after all
 
 
 def _error_answer(environ: dict[str, Any]) -> HttpAnswer:
     log.exception("The WSGI app failed on %s %s; answering 500.", environ["REQUEST_METHOD"],
                   environ["PATH_INFO"])
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(ERROR_BODY)))]
-    return HttpAnswer(500, "Internal Server Error", headers, ERROR_BODY, False)
+    return HttpAnswer(500, "Internal Server Error", headers, ERROR_BODY, ERROR_BODY.decode())
 
 
 # --- streaming ---------------------------------------------------------------------------------
