@@ -135,9 +135,9 @@ class Invoker:
         body = StreamBody(response)
 
         def trailers() -> dict[str, str]:
-            found = body.trailers(lambda exc: self._stream_error(invocation, exc))
-            return found
+            return body.trailers(lambda exc: self._stream_error(invocation, exc))
 
+        # body.started tells a retry of this post whether anything went out yet (invariant 8).
         try:
             with self.guard(invocation):
                 self._post(invocation, "response", lambda: client.post_stream(
@@ -149,8 +149,7 @@ class Invoker:
             log.error("Invocation %s was cut (%s) while its stream was being written; the "
                       "stream ends truncated.", invocation.request_id, cut.error_type)
         finally:
-            body.close()
-            response = body = None  # type: ignore[assignment]
+            body.close()  # a post that failed early still closes the app's iterable
 
     def _stream_error(self, invocation: Invocation, exc: BaseException) -> dict[str, Any]:
         """The error body for a stream that failed after it began (logged like any error)."""

@@ -50,8 +50,9 @@ class Request:
 
     @property
     def streamed_answer(self) -> bool:
-        """A runtime's streamed response: its body is relayed as it arrives, not read first."""
-        return self.headers.get("lambda-runtime-function-response-mode", "").lower() == "streaming"
+        """A runtime's streamed response (or an attempt at one, with a mode to refuse): its
+        body is relayed as it arrives, not read first."""
+        return "lambda-runtime-function-response-mode" in self.headers
 
     @property
     def path(self) -> str:
