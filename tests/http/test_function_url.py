@@ -143,7 +143,7 @@ def test_streamed_chunks_reach_the_http_client_before_the_next_is_produced(url_e
 def test_a_stream_that_fails_is_cut_not_completed(url_emulator, task_root, tmp_path):
     emu, _ = url_emulator("app.handler", task_root(app=GATED_APP), env={"GATES": str(tmp_path)})
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
-        requests.get(emu.function_url + "broken").content
+        requests.get(emu.function_url + "broken", stream=False)
     emu.wait_for(lambda s: s["stream_errors"] == 1)
 
 
