@@ -104,11 +104,14 @@ class RuntimeApiClient:
 
     def _call(self, method: str, path: str, headers: dict[str, str] | None = None,
               body: bytes | None = None, before_read: Callable[[Any], None] | None = None,
-              ) -> tuple[int, dict[str, str], bytes]:
+              *, attempts: int = 2) -> tuple[int, dict[str, str], bytes]:
+        """One request; ``attempts=2`` sends it again once on a fresh connection when the
+        first one turns out to be closed (posts leave that to :mod:`lmi_gevent.delivery`,
+        which must know that a second attempt was made)."""
         all_headers = {"User-Agent": USER_AGENT}
         if headers:
             all_headers.update(headers)
-        for attempt in (1, 2):
+        for attempt in range(1, attempts + 1):
             try:
                 response = self._conn.request(method, path, all_headers, body, before_read)
                 return response.status, response.headers, response.body
@@ -116,7 +119,7 @@ class RuntimeApiClient:
                 self._conn.close()
                 # A keep-alive connection the server already closed fails on first use;
                 # one fresh connection is the standard remedy.
-                if attempt == 2:
+                if attempt == attempts:
                     raise RuntimeApiError(path, None, f"connection lost ({exc})") from exc
             except OSError as exc:
                 self._conn.close()
@@ -176,7 +179,7 @@ class RuntimeApiClient:
               invocation: Invocation | None) -> tuple[int, bytes]:
         if invocation is not None and invocation.invocation_id:
             headers[INVOCATION_ID_HEADER] = invocation.invocation_id
-        status, _, reply = self._call("POST", path, headers, body)
+        status, _, reply = self._call("POST", path, headers, body, attempts=1)
         if status == 500:
             raise PlatformFailure(path, status, _excerpt(reply))
         return status, reply

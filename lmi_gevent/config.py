@@ -8,7 +8,10 @@ that are safe before ``gevent.monkey.patch_all()`` (no threading, no ssl).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+
+if TYPE_CHECKING:
+    from .delivery import RetryPolicy
 
 MAX_CONCURRENCY_LIMIT = 1600  # the platform's upper bound for AWS_LAMBDA_MAX_CONCURRENCY
 
@@ -137,6 +140,16 @@ SETTINGS: tuple[Setting, ...] = (
             "First back-off delay, in seconds, after a failed `/next`; it doubles per failure."),
     Setting("retry_max", "LMI_GEVENT_RETRY_MAX", _seconds, 5.0,
             "Cap, in seconds, on the back-off delay between `/next` retries (jittered)."),
+    Setting("answer_retry_initial", "LMI_GEVENT_ANSWER_RETRY_INITIAL", _seconds, 0.05,
+            "Delay, in seconds, before the second retry of an answer (response, error, init "
+            "error) whose post was lost; it doubles per failure (jittered). The first retry "
+            "is immediate."),
+    Setting("answer_retry_max", "LMI_GEVENT_ANSWER_RETRY_MAX", _seconds, 1.0,
+            "Cap, in seconds, on the delay between attempts to post an answer. Answers are "
+            "retried until the invocation's deadline has passed."),
+    Setting("answer_retry_budget", "LMI_GEVENT_ANSWER_RETRY_BUDGET", _seconds, 30.0,
+            "Seconds an answer is retried when there is no deadline to go by: the init error, "
+            "or an invocation whose `Lambda-Runtime-Deadline-Ms` was unusable."),
     Setting("stall_threshold", "LMI_GEVENT_STALL_THRESHOLD", _seconds_or_off, 0.1,
             "Concurrent mode: warn when a handler blocks the event loop longer than this many "
             "seconds (`off` disables the stall detector)."),
@@ -169,6 +182,9 @@ class Config:
     drain_timeout: float
     retry_initial: float
     retry_max: float
+    answer_retry_initial: float
+    answer_retry_max: float
+    answer_retry_budget: float
     stall_threshold: float | None
     deadline_grace: float | None
     psycopg2_wait_callback: bool
@@ -181,6 +197,14 @@ class Config:
     @property
     def concurrent(self) -> bool:
         return self.max_concurrency > 1
+
+    @property
+    def answer_retry(self) -> RetryPolicy:
+        """The :class:`lmi_gevent.delivery.RetryPolicy` these settings describe."""
+        from .delivery import RetryPolicy  # not at import: delivery pulls in the client
+
+        return RetryPolicy(self.answer_retry_initial, self.answer_retry_max,
+                           self.answer_retry_budget)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{s.name}={getattr(self, s.name)!r}" for s in SETTINGS)

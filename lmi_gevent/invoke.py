@@ -13,8 +13,9 @@ import os
 from typing import Any, Callable, ContextManager, NamedTuple
 
 from . import errors
-from .client import Invocation, RuntimeApiClient, RuntimeApiError
+from .client import Invocation, RuntimeApiClient
 from .context import REQUEST_ID, TENANT_ID, TRACE_ENV_KEY, TRACE_ID, LambdaContext, set_process_ids
+from .delivery import RetryPolicy, deliver
 from .logs import FunctionLog
 from .marshal import decode_event, encode_response
 from .streaming import StreamBody, StreamingResponse, StreamTooLarge
@@ -39,6 +40,14 @@ class InvocationCut(BaseException):
         self.message = message
 
 
+class _StreamInterrupted(Exception):
+    """A streamed post failed after some of it was sent: it must not be repeated."""
+
+    def __init__(self, sent_bytes: int) -> None:
+        super().__init__(sent_bytes)
+        self.sent_bytes = sent_bytes
+
+
 class Failure(NamedTuple):
     """An invocation to be answered with an error body (and its X-Ray cause)."""
 
@@ -56,15 +65,18 @@ class Invoker:
     ``guard`` wraps the handler call (concurrent mode uses it to reclaim the slot of an
     invocation that runs past its deadline). ``process_wide`` (sequential mode) also keeps the
     ids process-wide and sets the real ``_X_AMZN_TRACE_ID`` environment variable, as the
-    official client does, so threads the handler starts see them too.
+    official client does, so threads the handler starts see them too. ``retry`` times the
+    attempts to post an answer that did not get through (see :mod:`lmi_gevent.delivery`).
     """
 
     def __init__(self, handler: Callable[[Any, Any], Any], function_log: FunctionLog, *,
-                 guard: Guard = _no_guard, process_wide: bool = False) -> None:
+                 guard: Guard = _no_guard, process_wide: bool = False,
+                 retry: RetryPolicy = RetryPolicy()) -> None:
         self.handler = handler
         self.function_log = function_log
         self.guard = guard
         self.process_wide = process_wide
+        self.retry = retry
 
     def run(self, invocation: Invocation, client: RuntimeApiClient) -> None:
         """Handle one invocation and post its one answer; PlatformFailure propagates."""
@@ -137,11 +149,20 @@ class Invoker:
         def trailers() -> dict[str, str]:
             return body.trailers(lambda exc: self._stream_error(invocation, exc))
 
-        # body.started tells a retry of this post whether anything went out yet (invariant 8).
+        def post() -> tuple[int, bytes]:
+            # Delivery retries a post that failed; a stream may be posted again only while
+            # nothing of it went out, else the platform would get a second, different answer.
+            if body.started:
+                raise _StreamInterrupted(body.sent_bytes)
+            return client.post_stream(invocation, body, response.content_type, trailers)
+
         try:
             with self.guard(invocation):
-                self._post(invocation, "response", lambda: client.post_stream(
-                    invocation, body, response.content_type, trailers))
+                self._post(invocation, "response", post)
+        except _StreamInterrupted as interrupted:
+            log.error("The stream of invocation %s broke off after %d bytes and cannot be sent "
+                      "again; the platform sees it truncated.", invocation.request_id,
+                      interrupted.sent_bytes)
         except InvocationCut as cut:
             # Cut while a chunk was being written: the chunked body cannot be ended cleanly,
             # so the connection is dropped and the platform sees a truncated stream.
@@ -168,19 +189,18 @@ class Invoker:
 
     def _post(self, invocation: Invocation, kind: str,
               post: Callable[[], tuple[int, bytes]]) -> int | None:
-        """Post an answer; log (and survive) every outcome but PlatformFailure."""
-        try:
-            status, reply = post()
-        except RuntimeApiError as problem:
-            if problem.status == 500:
-                raise
-            log.error("Could not post the %s of invocation %s: %s", kind,
-                      invocation.request_id, problem)
+        """Post an answer until it is delivered or its deadline passed (logged either way);
+        the last status, or None when it never got through. PlatformFailure propagates."""
+        deadline = invocation.deadline_ms / 1000 if invocation.deadline_ms > 0 else None
+        outcome = deliver(post, f"the {kind} of invocation {invocation.request_id}",
+                          deadline=deadline, policy=self.retry)
+        if outcome is None:
             return None
-        if status != 202:
-            log.warning("Runtime API answered %s to the %s of invocation %s: %s", status, kind,
-                        invocation.request_id, reply[:300].decode("utf-8", "replace"))
-        return status
+        if not outcome.delivered:
+            log.warning("Runtime API answered %s to the %s of invocation %s: %s", outcome.status,
+                        kind, invocation.request_id,
+                        outcome.reply[:300].decode("utf-8", "replace"))
+        return outcome.status
 
 
 def build_context(invocation: Invocation) -> LambdaContext:

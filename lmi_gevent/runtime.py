@@ -12,8 +12,9 @@ import sys
 from typing import Any
 
 from . import errors, logs
-from .client import PlatformFailure, RuntimeApiClient, RuntimeApiError
+from .client import PlatformFailure, RuntimeApiClient
 from .config import Config, ConfigError
+from .delivery import RetryPolicy, deliver
 from .invoke import Invoker
 from .loader import load_handler
 
@@ -31,7 +32,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     if problems:
         body = errors.error_body(errors.CONFIGURATION_ERROR,
                                  "; ".join(str(problem) for problem in problems), None)
-        return report_init_error(client, function_log, body)
+        return report_init_error(client, function_log, body, config.answer_retry)
     if early_imports:
         log.warning("Imported before gevent could patch them, so they may block every "
                     "invocation at once: %s. Remove them from sitecustomize/PYTHONSTARTUP/.pth "
@@ -46,7 +47,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
         body, _ = errors.describe_exception(problem)
-        return report_init_error(client, function_log, body)
+        return report_init_error(client, function_log, body, config.answer_retry)
 
     try:
         if config.concurrent:
@@ -58,19 +59,23 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
 
 
 def report_init_error(client: RuntimeApiClient, function_log: logs.FunctionLog,
-                      body: dict[str, Any]) -> int:
+                      body: dict[str, Any], retry: RetryPolicy = RetryPolicy()) -> int:
     """Log and post an init error once, then tell the caller to exit non-zero."""
     log.warning(INIT_ERROR_WARNING)
     function_log.unhandled_error(body)
     try:
-        status, reply = client.post_init_error(body)
-    except RuntimeApiError as problem:
+        outcome = deliver(lambda: client.post_init_error(body), "the init error",
+                          deadline=None, policy=retry)
+    except PlatformFailure as problem:
         log.error("Could not report the init error: %s", problem)
         return 1
+    if outcome is None:
+        return 1  # deliver() logged why
+    status, reply = outcome.status, outcome.reply
     if status == 403:
         # Another worker (or an earlier attempt) already reported init failure.
         log.info("Init error already reported (403): %s", reply[:300].decode("utf-8", "replace"))
-    elif status != 202:
+    elif not outcome.delivered:
         log.error("Runtime API answered %s to the init error: %s", status,
                   reply[:300].decode("utf-8", "replace"))
     return 1
@@ -80,7 +85,7 @@ def _serve_sequentially(config: Config, handler: Any, function_log: logs.Functio
                         client: RuntimeApiClient) -> int:
     from .sequential import Backoff, Stopper, serve
 
-    invoker = Invoker(handler, function_log, process_wide=True)
+    invoker = Invoker(handler, function_log, process_wide=True, retry=config.answer_retry)
     stopper = Stopper()
     stopper.install()
     serve(client, invoker, Backoff(config.retry_initial, config.retry_max), stopper)
@@ -95,12 +100,13 @@ def _serve_concurrently(config: Config, handler: Any, function_log: logs.Functio
     client.close()  # each slot opens its own connection
     install_invocation_environ()
     if os.environ.get("LMI_GEVENT_CHECK_GLOBALS"):  # set by `lmi-gevent check` (GLOBALS_ENV)
-        from .check import watch_globals
+        from .shared_state import watch_globals
         handler = watch_globals(handler)
     if config.stall_threshold:
         from . import stalls
         stalls.watch(config.stall_threshold)
-    invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace))
+    invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace),
+                      retry=config.answer_retry)
     return concurrent.serve(config.runtime_api, invoker, size=config.max_concurrency,
                             drain_timeout=config.drain_timeout,
                             retry_initial=config.retry_initial, retry_max=config.retry_max)

@@ -11,6 +11,7 @@ import json
 import random
 import time
 import uuid
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -119,13 +120,28 @@ class Rejection:
         return json.dumps({"errorType": self.error_type, "errorMessage": self.message}).encode()
 
 
+FAULT_ACTIONS = ("status", "reset", "close")
+# How many answered request ids are remembered to recognise a repeated post.
+ANSWERED_MEMORY = 250_000
+
+
 @dataclass
 class Fault:
-    """An injected failure for the next ``remaining`` calls of one endpoint."""
+    """An injected failure of one endpoint: ``action`` is ``status`` (answer ``status`` without
+    acting), ``reset`` (drop the connection with a RST) or ``close`` (close it, FIN, without
+    answering). ``accepted`` (posts only): take the answer first, then reset instead of
+    answering 202, or close right after the 202. It applies to the next ``remaining`` calls
+    (None: no limit), each with probability ``rate`` (None: every call)."""
 
-    status: int | None
-    reset: bool
-    remaining: int
+    action: str
+    status: int | None = None
+    remaining: int | None = 1
+    rate: float | None = None
+    accepted: bool = False
+
+    @property
+    def reset(self) -> bool:
+        return self.action == "reset"
 
 
 @dataclass(eq=False)
@@ -235,6 +251,10 @@ class Sandbox:
         self._polls: OrderedDict[Poll, None] = OrderedDict()
         self._in_flight: dict[str, Invocation] = {}
         self._faults: dict[str, deque[Fault]] = {}
+        self._fault_dice = random.Random()
+        # request id -> (endpoint, crc32 of the body) of its accepted answer, so that a
+        # repeated post can be told apart from a different second answer.
+        self._answered: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._init_error_answer: CallerAnswer | None = None
         # Called (in the hub, must not block) with the recorded init error.
         self.init_error_listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -372,7 +392,7 @@ class Sandbox:
         inv = self._in_flight.get(request_id)
         echo = self._echo_state(inv, headers)
         self._log_answer(request_id, kind, headers, body, echo)
-        checked = self._check_answer(inv, request_id, echo)
+        checked = self._check_answer(inv, request_id, echo, kind, body)
         if not isinstance(checked, Invocation):
             return checked
         if kind == "error":
@@ -384,7 +404,9 @@ class Sandbox:
         the runtime sends it. Finish with :meth:`end_stream`."""
         inv = self._in_flight.get(request_id)
         echo = self._echo_state(inv, headers)
-        checked = self._check_answer(inv, request_id, echo)
+        # A stream cannot be compared before it is read: a repeated one counts as a repeat of
+        # the same answer (see _count_repeat).
+        checked = self._check_answer(inv, request_id, echo, "stream", b"")
         if not isinstance(checked, Invocation):
             self._log_answer(request_id, "response", headers, b"", echo)
             return checked
@@ -419,15 +441,17 @@ class Sandbox:
             self.record.count("late_answers")
             return Rejection(410, "InvokeTimeout", "Invoke timeout")
         self.record.count("responses")
+        self._remember_answer(inv, "stream", b"")
         self._finish(inv, "stream")
         if truncated:
             return Rejection(400, "TruncatedHTTPRequest", "the streamed response was cut short")
         return None
 
-    def _check_answer(self, inv: Invocation | None, request_id: str, echo: str | None
-                      ) -> Invocation | Rejection | None:
+    def _check_answer(self, inv: Invocation | None, request_id: str, echo: str | None,
+                      kind: str, body: bytes) -> Invocation | Rejection | None:
         """The invocation an answer may go to, or the Runtime API's refusal."""
         if inv is None:
+            self._count_repeat(request_id, kind, body)
             self.record.count("invalid_request_ids")
             return Rejection(400, "InvalidRequestID", "Invalid request ID")
         if inv.state == "timed_out":
@@ -459,6 +483,7 @@ class Sandbox:
             ("X-Amzn-RequestId", inv.request_id),
         )
         self.record.count("responses")
+        self._remember_answer(inv, "response", body)
         self._finish(inv, "response", CallerAnswer(200, answer_headers, body))
         return None
 
@@ -474,8 +499,24 @@ class Sandbox:
         if "lambda-runtime-function-xray-error-cause" in headers:
             self.record.count("errors_with_xray_cause")
         self.record.count("errors")
+        self._remember_answer(inv, "error", body)
         self._finish(inv, "error", _unhandled(body, error_type or "Unhandled"))
         return None
+
+    def _count_repeat(self, request_id: str, kind: str, body: bytes) -> None:
+        accepted = self._answered.get(request_id)
+        if accepted is None:
+            return
+        self.record.count("repeated_answers")
+        if accepted != (kind, zlib.crc32(body)):
+            # A second, different answer: the runtime broke "one answer per invocation".
+            self.record.count("repeated_answers_different")
+            self.record.event("repeat_different", request_id, endpoint=kind)
+
+    def _remember_answer(self, inv: Invocation, kind: str, body: bytes) -> None:
+        self._answered[inv.request_id] = (kind, zlib.crc32(body))
+        if len(self._answered) > ANSWERED_MEMORY:
+            self._answered.popitem(last=False)
 
     def _finish(self, inv: Invocation, how: str, answer: CallerAnswer | None = None) -> None:
         del self._in_flight[inv.request_id]
@@ -544,16 +585,27 @@ class Sandbox:
         self._faults.clear()
 
     def take_fault(self, endpoint: str) -> Fault | None:
+        """The fault to apply to this call of ``endpoint``, if any (the first that fires)."""
         pending = self._faults.get(endpoint)
         if not pending:
             return None
-        fault = pending[0]
-        fault.remaining -= 1
-        if fault.remaining <= 0:
-            pending.popleft()
-        self.record.count("faults_applied")
-        self.record.event("fault", endpoint=endpoint, status=fault.status, reset=fault.reset)
-        return fault
+        for fault in pending:
+            if fault.rate is not None and self._fault_dice.random() >= fault.rate:
+                continue
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    pending.remove(fault)
+            self.record.count("faults_applied")
+            self.record.count(f"faults_{endpoint}_{fault.action}{'_accepted' if fault.accepted else ''}")
+            self.record.event("fault", endpoint=endpoint, action=fault.action, status=fault.status,
+                              accepted=fault.accepted)
+            return fault
+        return None
+
+    def seed_faults(self, seed: int) -> None:
+        """Make the rate-based faults repeat the same pattern."""
+        self._fault_dice.seed(seed)
 
     def pending_faults(self) -> dict[str, list[dict[str, Any]]]:
         return {name: [vars(f).copy() for f in faults] for name, faults in self._faults.items() if faults}

@@ -28,13 +28,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChunkedReply", "Emulator", "EmulatorError", "InvokeResult", "RuntimeProcess", "open_reply"]
+__all__ = ["PLATFORM_FAULTS", "ChunkedReply", "Emulator", "EmulatorError", "InvokeResult", "RuntimeProcess",
+           "open_reply"]
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 # The directory that holds the lmi_gevent package, so an uninstalled checkout works.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _START_TIMEOUT = 20.0
 _RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+# The platform faults the runtime must survive without losing an answer (#12): /next failing
+# or closed before it answers; a post reset before or after the platform took the answer, or
+# closed right after its 202; a proxy's 503 on a post.
+PLATFORM_FAULTS: tuple[dict[str, Any], ...] = (
+    {"endpoint": "next", "status": 500},
+    {"endpoint": "next", "close": True},
+    {"endpoint": "response", "reset": True},
+    {"endpoint": "response", "reset": True, "accepted": True},
+    {"endpoint": "response", "close": True, "accepted": True},
+    {"endpoint": "response", "status": 503},
+    {"endpoint": "error", "reset": True, "accepted": True},
+    {"endpoint": "error", "close": True, "accepted": True},
+)
 
 
 class EmulatorError(RuntimeError):
@@ -439,14 +455,38 @@ class Emulator:
         """Insert a ``marker`` event and return it (its ``t`` is the emulator's clock)."""
         return self._control("POST", "mark", {"name": name})
 
-    def inject(self, endpoint: str, *, status: int | None = None, reset: bool = False, count: int = 1) -> None:
-        """Fail the next ``count`` calls of ``endpoint`` (next, response, error, init_error,
-        invoke): answer ``status`` without acting, or (``reset=True``) drop the connection."""
-        if (status is None) == (not reset):
-            raise ValueError("give exactly one of status= or reset=True")
-        spec: dict[str, Any] = {"endpoint": endpoint, "count": count}
-        spec.update({"reset": True} if reset else {"status": status})
+    def inject(self, endpoint: str, *, status: int | None = None, reset: bool = False,
+               close: bool = False, accepted: bool = False, count: int | None = 1,
+               rate: float | None = None, seed: int | None = None) -> None:
+        """Fail calls of ``endpoint`` (next, response, error, init_error, invoke) in one way:
+        answer ``status`` without acting, drop the connection with a RST (``reset=True``) or
+        close it without answering (``close=True``; on ``next``: before /next answers).
+
+        ``accepted=True`` (posts only) takes the answer first: with ``reset`` the runtime
+        never sees the 202 (a reset while the answer is posted), with ``close`` the connection
+        closes right after the 202. ``count`` calls are failed (None: no limit); with ``rate``
+        each call fails with that probability instead (``count`` then defaults to no limit;
+        ``seed`` makes the pattern repeatable).
+        """
+        if (status is not None) + reset + close != 1:
+            raise ValueError("give exactly one of status=, reset=True or close=True")
+        spec: dict[str, Any] = {"endpoint": endpoint, "accepted": accepted}
+        if rate is not None:
+            spec["rate"] = rate
+            spec["count"] = None if count == 1 else count
+        else:
+            spec["count"] = count
+        if seed is not None:
+            spec["seed"] = seed
+        spec.update({"reset": True} if reset else {"close": True} if close else {"status": status})
         self._control("POST", "faults", spec)
+
+    def inject_platform_faults(self, rate: float = 0.02, seed: int | None = None) -> list[dict[str, Any]]:
+        """Fail every kind of call at ``rate`` each, as a misbehaving platform would (see
+        PLATFORM_FAULTS); returns the plan. ``clear_faults()`` ends it."""
+        for number, fault in enumerate(PLATFORM_FAULTS):
+            self.inject(**fault, rate=rate, seed=None if seed is None or number else seed)
+        return [dict(fault, rate=rate) for fault in PLATFORM_FAULTS]
 
     def clear_faults(self) -> None:
         self._control("DELETE", "faults")

@@ -44,6 +44,7 @@ RUNTIME_PREFIX = "/2018-06-01/runtime/"
 INVOKE_PREFIX = "/2015-03-31/functions/"
 CONTROL_PREFIX = "/_lmi/"
 FAULT_ENDPOINTS = ("next", "response", "error", "init_error", "invoke")
+POST_ENDPOINTS = ("response", "error", "init_error")
 # Thousands of slots may long-poll at once; the default listen backlog would drop them.
 BACKLOG = 4096
 _JSON = ("Content-Type", "application/json")
@@ -230,21 +231,18 @@ class RuntimeApi:
                              "errorMessage": f"{request.method} {request.path} is not a Runtime API call"})
         return True
 
-    def _fault(self, endpoint: str, conn: Connection) -> bool | None:
-        """Apply an injected fault; returns the keep-alive verdict when one was applied."""
+    def _fault(self, endpoint: str, conn: Connection) -> tuple[bool | None, Fault | None]:
+        """Take this call's fault. Returns the keep-alive verdict when the fault answered the
+        call instead of the endpoint, and the fault still to apply after an accepted post."""
         fault = self.sandbox.take_fault(endpoint)
         if fault is None:
-            return None
-        if fault.reset or fault.status is None:
-            conn.reset()
-            return False
-        self.record.status(endpoint, fault.status)
-        conn.send_json(fault.status, {"errorType": "InjectedFault",
-                                      "errorMessage": f"fault injected on {endpoint}"})
-        return True
+            return None, None
+        if fault.accepted:
+            return None, fault
+        return _apply_fault(fault, endpoint, conn, self.record.status), None
 
     def _next(self, request: _http.Request, conn: Connection) -> bool:
-        faulted = self._fault("next", conn)
+        faulted, _ = self._fault("next", conn)
         if faulted is not None:
             return faulted
         got = self.sandbox.open_poll()
@@ -284,7 +282,7 @@ class RuntimeApi:
         return True
 
     def _answer(self, request_id: str, kind: str, request: _http.Request, conn: Connection) -> bool:
-        faulted = self._fault(kind, conn)
+        faulted, after = self._fault(kind, conn)
         if faulted is not None:
             return faulted
         mode = request.headers.get("lambda-runtime-function-response-mode")
@@ -294,11 +292,12 @@ class RuntimeApi:
                                                f"unsupported response mode {mode!r}").body(), close=True)
             return False
         if request.body_stream is not None:
-            return self._relay_stream(request_id, request, conn)
+            return self._relay_stream(request_id, request, conn, after)
         rejection = self.sandbox.answer(request_id, kind, request.headers, request.body)
-        return self._reply(kind, rejection, conn)
+        return self._reply(kind, rejection, conn, after)
 
-    def _relay_stream(self, request_id: str, request: _http.Request, conn: Connection) -> bool:
+    def _relay_stream(self, request_id: str, request: _http.Request, conn: Connection,
+                      after: Fault | None) -> bool:
         """A streamed response: each chunk goes to the caller as soon as it is read."""
         body = request.body_stream
         assert body is not None
@@ -306,7 +305,7 @@ class RuntimeApi:
         if isinstance(started, Rejection):
             for _ in body:  # read to the end so the connection stays usable
                 pass
-            return self._reply("response", started, conn)
+            return self._reply("response", started, conn, after)
         try:
             for chunk in body:
                 started.put(chunk)
@@ -319,23 +318,29 @@ class RuntimeApi:
                 pass
             return False
         rejection = self.sandbox.end_stream(request_id, request.headers, started, body.trailers)
-        return self._reply("response", rejection, conn)
+        return self._reply("response", rejection, conn, after)
 
     def _init_error(self, request: _http.Request, conn: Connection) -> bool:
-        faulted = self._fault("init_error", conn)
+        faulted, after = self._fault("init_error", conn)
         if faulted is not None:
             return faulted
         rejection = self.sandbox.init_error(request.headers, request.body)
-        return self._reply("init_error", rejection, conn)
+        return self._reply("init_error", rejection, conn, after)
 
-    def _reply(self, endpoint: str, rejection: Rejection | None, conn: Connection) -> bool:
+    def _reply(self, endpoint: str, rejection: Rejection | None, conn: Connection,
+               after: Fault | None = None) -> bool:
+        """Send the verdict on a post; ``after`` (an accepted fault) resets the connection
+        instead, so the runtime never learns the verdict, or closes it right after."""
+        status = 202 if rejection is None else rejection.status
+        self.record.status(endpoint, status)
+        if after is not None and after.reset:
+            conn.reset()
+            return False
         if rejection is None:
-            self.record.status(endpoint, 202)
             conn.sock.sendall(_ACCEPTED)
         else:
-            self.record.status(endpoint, rejection.status)
-            conn.send(rejection.status, (_JSON,), rejection.body())
-        return True
+            conn.send(status, (_JSON,), rejection.body())
+        return after is None  # a "close" fault: FIN right after the verdict
 
 
 class InvokeApi:
@@ -360,9 +365,8 @@ class InvokeApi:
     def _invoke(self, request: _http.Request, conn: Connection) -> bool:
         fault = self.sandbox.take_fault("invoke")
         if fault is not None:
-            if fault.reset or fault.status is None:
-                conn.reset()
-                return False
+            if fault.status is None:
+                return _apply_fault(fault, "invoke", conn, self.record.status)
             return self._send(conn, _error_answer(fault.status, "InjectedFault", "fault injected on invoke"))
         inv_or_answer = self._build(request)
         if isinstance(inv_or_answer, CallerAnswer):
@@ -419,6 +423,22 @@ class InvokeApi:
             return send_stream(conn, answer)
         conn.send(answer.status, answer.headers, answer.body)
         return True
+
+
+def _apply_fault(fault: Fault, endpoint: str, conn: Connection,
+                 record_status: Callable[[str, int], None]) -> bool:
+    """Answer a call with its fault instead of acting on it; the keep-alive verdict."""
+    if fault.action == "reset":
+        conn.reset()
+        return False
+    if fault.action == "close":
+        conn.close()  # a FIN with nothing sent: the call was read and never answered
+        return False
+    assert fault.status is not None
+    record_status(endpoint, fault.status)
+    conn.send_json(fault.status, {"errorType": "InjectedFault",
+                                  "errorMessage": f"fault injected on {endpoint}"})
+    return True
 
 
 TRAILER_NAMES = "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body"
@@ -560,14 +580,28 @@ class ControlApi:
         endpoint = spec.get("endpoint")
         if endpoint not in FAULT_ENDPOINTS:
             raise ValueError(f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}; got {endpoint!r}")
-        reset = bool(spec.get("reset", False))
+        actions = [name for name in ("reset", "close") if spec.get(name)]
         status = spec.get("status")
-        if not reset and not (isinstance(status, int) and 100 <= status <= 599):
-            raise ValueError("a fault needs an HTTP status (100-599) or reset: true")
-        count = int(spec.get("count", 1))
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        self.sandbox.add_fault(endpoint, Fault(None if reset else status, reset, count))
+        if status is not None:
+            if not (isinstance(status, int) and 100 <= status <= 599):
+                raise ValueError(f"status must be an HTTP status (100-599); got {status!r}")
+            actions.append("status")
+        if len(actions) != 1:
+            raise ValueError("a fault needs exactly one of an HTTP status (100-599), reset: true "
+                             "or close: true")
+        accepted = bool(spec.get("accepted", False))
+        if accepted and (endpoint not in POST_ENDPOINTS or actions[0] == "status"):
+            raise ValueError(f"accepted: true needs reset or close on one of {', '.join(POST_ENDPOINTS)}")
+        rate = spec.get("rate")
+        if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate <= 1):
+            raise ValueError(f"rate must be a probability in (0, 1]; got {rate!r}")
+        count = spec.get("count", 1 if rate is None else None)
+        if count is not None and int(count) < 1:
+            raise ValueError("count must be at least 1 (or null: no limit)")
+        if "seed" in spec:
+            self.sandbox.seed_faults(int(spec["seed"]))
+        self.sandbox.add_fault(endpoint, Fault(actions[0], status, None if count is None else int(count),
+                                               None if rate is None else float(rate), accepted))
         return self.sandbox.pending_faults()
 
 

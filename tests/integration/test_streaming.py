@@ -199,3 +199,20 @@ def test_drain_cuts_a_stream_with_the_shutdown_trailers(emulator_factory, task_r
     assert reply.complete
     assert reply.trailers["lambda-runtime-function-error-type"] == "Runtime.ShutdownBeforeAnswer"
     assert runtime.wait(timeout=20) == 0
+
+
+def test_a_stream_whose_verdict_is_lost_is_never_posted_twice(emulator_factory, task_root, gates):
+    # The emulator takes the whole stream, then resets the connection instead of answering
+    # 202: delivery would retry a buffered answer, but a stream that went out must not be
+    # sent again (it would be a second answer).
+    emu, runtime = _start(emulator_factory, task_root, gates, concurrency=2)
+    emu.inject("response", reset=True, accepted=True)
+    reply = emu.invoke_streaming({"kind": "http"})
+    prelude, _, rest = reply.body().partition(PRELUDE_SEPARATOR)
+    assert rest == b"<p>a</p><p>b</p>" and reply.complete
+    output = runtime.wait_for_output("cannot be sent again")
+    assert "broke off after" in output
+    stats = emu.stats()
+    assert stats["streamed_responses"] == 1 and stats["repeated_answers"] == 0
+    assert stats["invalid_request_ids"] == 0
+    assert emu.invoke({"kind": "plain"}).json() == {"plain": True}
