@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import sys
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
+from ..config import ConfigError, read_setting
 from ..streaming import StreamingResponse, http_stream
 from .sources import Headers, HttpAnswer, HttpRequest, detect
 
@@ -60,7 +60,7 @@ def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
     error naming the accepted shapes. In the environ, ``lambda.event`` and ``lambda.context``
     hold the event and the context (also under serverless-wsgi's ``serverless.*`` names).
     """
-    multithread = os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY", "1").strip() not in ("", "1")
+    multithread = _concurrent()
 
     def handler(event: Any, context: Any) -> Any:
         source = detect(event)
@@ -73,6 +73,14 @@ def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
 
     handler.wsgi_app = app  # type: ignore[attr-defined]
     return handler
+
+
+def _concurrent() -> bool:
+    """``wsgi.multithread``: true when other invocations run in this process at the same time."""
+    try:
+        return read_setting("max_concurrency") > 1
+    except ConfigError:
+        return False  # the runtime reports the setting at fault; this only sets a hint
 
 
 # --- environ ---------------------------------------------------------------------------------

@@ -440,3 +440,13 @@ def test_flask_app_round_trip_through_each_source():
         set_cookies = (answer.get("cookies") or answer.get("multiValueHeaders", {}).get("Set-Cookie")
                        or [v for k, v in answer["headers"].items() if k.lower() == "set-cookie"])
         assert sorted(c.split(";")[0] for c in set_cookies) == ["one=1", "two=2"]
+
+
+@pytest.mark.parametrize("value, multithread", [(None, False), ("1", False), ("16", True)])
+def test_wsgi_multithread_says_whether_invocations_share_the_process(monkeypatch, value, multithread):
+    if value is None:
+        monkeypatch.delenv("AWS_LAMBDA_MAX_CONCURRENCY", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_MAX_CONCURRENCY", value)
+    _, app = serve(events.http_v2("/"))
+    assert app.environ["wsgi.multithread"] is multithread and app.environ["wsgi.multiprocess"] is False
