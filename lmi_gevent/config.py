@@ -152,6 +152,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Concurrent mode: call `grpc.experimental.gevent.init_gevent()` as soon as the "
             "handler imports grpc, so gRPC calls (Google Cloud clients) let other invocations "
             "run (`off` leaves gRPC alone: each call then blocks every invocation)."),
+    Setting("powertools_isolation", "LMI_GEVENT_POWERTOOLS_ISOLATION", _on_off, True,
+            "Concurrent mode: when the handler imports Powertools for AWS Lambda, keep its "
+            "per-invocation state per invocation (Logger keys, Metrics sets, the event "
+            "handler's `current_event`/`context`), as a process per slot would (`off` leaves "
+            "Powertools alone: concurrent invocations then share that state)."),
 )
 
 
@@ -173,6 +178,7 @@ class Config:
     deadline_grace: float | None
     psycopg2_wait_callback: bool
     grpc_gevent: bool
+    powertools_isolation: bool
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:

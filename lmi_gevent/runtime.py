@@ -41,7 +41,9 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     if config.concurrent:
         # Before the handler's imports: gRPC must hear of gevent before its first channel.
         from .cooperation import install as install_driver_cooperation
+        from .isolation import install as install_isolation
         install_driver_cooperation(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)
+        install_isolation(powertools=config.powertools_isolation)
     try:
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
