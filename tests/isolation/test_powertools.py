@@ -214,3 +214,79 @@ def test_without_the_hook_powertools_state_leaks_between_invocations(
     wrong_blobs = sum(1 for rid, seen in expected["blobs"].items()
                       if view["blobs"].get(rid) != seen)
     assert wrong_logs >= N - 1 and wrong_blobs >= N - 1, (view, expected)
+
+
+RESOLVER_APP = textwrap.dedent(f'''
+    import time
+
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    app = APIGatewayHttpResolver()
+
+
+    @app.get("/orders/<order>")
+    def get_order(order):
+        app.append_context(order=order)
+        time.sleep({WAIT})  # an I/O wait (a database call): other requests resolve meanwhile
+        event = app.current_event
+        return {{"order": order, "seen_path": event.path, "seen_user": event.headers["x-user"],
+                "seen_request_id": app.lambda_context.aws_request_id,
+                "seen_context": app.context.get("order")}}
+
+
+    def handler(event, context):
+        return app.resolve(event, context)
+''')
+
+
+def http_api_event(order: str, user: str) -> dict[str, Any]:
+    path = f"/orders/{order}"
+    return {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {"x-user": user}, "isBase64Encoded": False,
+            "requestContext": {"http": {"method": "GET", "path": path, "protocol": "HTTP/1.1",
+                                        "sourceIp": "127.0.0.1", "userAgent": "test"},
+                               "requestId": f"api-{order}", "stage": "$default"}}
+
+
+def resolve_overlapping(emulator_factory: Any, root: Path, env: dict[str, str] | None = None
+                        ) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
+    """8 requests at once through a module-level resolver: (what was sent, what it read)."""
+    (root / "app.py").write_text(RESOLVER_APP)
+    emulator = emulator_factory(concurrency=N, timeout=30)
+    runtime = start_runtime(emulator, root, concurrency=N, env=env)
+    sent = [{"order": f"o{i}", "user": f"user-{i}", "request_id": f"req-{i}"}
+            for i in range(INVOCATIONS)]
+
+    def one(call: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        result = emulator.invoke(http_api_event(call["order"], call["user"]),
+                                 request_id=call["request_id"], timeout=60)
+        assert result.status == 200 and result.json()["statusCode"] == 200, result.body
+        return call, json.loads(result.json()["body"])
+
+    with ThreadPoolExecutor(INVOCATIONS) as pool:
+        answers = list(pool.map(one, sent))
+    in_flight = emulator.stats()["max_in_flight"]
+    runtime.stop(grace=5.0)
+    return answers, in_flight
+
+
+def own_reads(answers: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+    return sum(1 for call, body in answers
+               if (body["seen_path"], body["seen_user"], body["seen_request_id"],
+                   body["seen_context"]) == (f"/orders/{call['order']}", call["user"],
+                                             call["request_id"], call["order"]))
+
+
+def test_module_level_resolver_requests_read_their_own_event_and_context(emulator_factory,
+                                                                          tmp_path):
+    answers, in_flight = resolve_overlapping(emulator_factory, tmp_path)
+    assert in_flight == N
+    assert own_reads(answers) == INVOCATIONS, answers
+
+
+def test_without_the_hook_resolver_requests_read_each_others_event(emulator_factory,
+                                                                    tmp_path):
+    answers, in_flight = resolve_overlapping(
+        emulator_factory, tmp_path, env={"LMI_GEVENT_POWERTOOLS_ISOLATION": "off"})
+    assert in_flight == N
+    assert own_reads(answers) <= INVOCATIONS - (N - 1), answers
