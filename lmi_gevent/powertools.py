@@ -17,9 +17,15 @@ and makes that state per invocation with :mod:`lmi_gevent.isolation`:
   Function URL/VPC Lattice/Bedrock agent resolvers (one ``BaseRouter``), AppSync GraphQL and
   AppSync Events resolvers, and the Bedrock agent function resolver.
 
+* Idempotency: the Lambda context ``register_lambda_context`` stores on the config (its
+  remaining time sets the in-progress record's expiry).
+* Batch processing: the records, handler, context, successes, failures and response a
+  module-level ``BatchProcessor`` (and the SQS FIFO one's group state) keeps per batch.
+
 Tracer needs nothing: the X-Ray SDK keeps its entities thread-local, which the patching makes
 greenlet-local, and reads the trace id from ``_X_AMZN_TRACE_ID``, which lmi-gevent keeps per
-invocation. Idempotency, Parameters and the batch processor: see docs/compatibility.md.
+invocation. Parameters keeps only a cache of values fetched by name, the same for every
+invocation, so it is shared as it is across invocations of one process.
 """
 
 from __future__ import annotations
@@ -76,6 +82,24 @@ def isolate_bedrock_functions(module: ModuleType) -> None:
     isolate_attributes(module.BedrockAgentFunctionResolver, ["current_event", "context"])
 
 
+def isolate_idempotency_config(config: ModuleType) -> None:
+    # register_lambda_context stores the context on the (module-level) config; the remaining
+    # time read from it sets the in-progress record's expiry.
+    isolate_attributes(config.IdempotencyConfig, ["lambda_context"])
+
+
+BATCH_STATE = ("records", "handler", "lambda_context", "_handler_accepts_lambda_context",
+               "success_messages", "fail_messages", "exceptions", "batch_response")
+
+
+def isolate_batch_processor(base: ModuleType) -> None:
+    isolate_attributes(base.BasePartialProcessor, BATCH_STATE)
+
+
+def isolate_fifo_processor(fifo: ModuleType) -> None:
+    isolate_attributes(fifo.SqsFifoPartialProcessor, ["_current_group_id", "_failed_group_ids"])
+
+
 HOOKS: tuple[tuple[str, Callable[[ModuleType], Any]], ...] = (
     (f"{_PACKAGE}.logging.formatter", isolate_logger_keys),
     (f"{_PACKAGE}.metrics.provider.cloudwatch_emf.cloudwatch", isolate_emf_provider),
@@ -84,4 +108,7 @@ HOOKS: tuple[tuple[str, Callable[[ModuleType], Any]], ...] = (
     (f"{_EVENT_HANDLER}.graphql_appsync.router", isolate_appsync_router),
     (f"{_EVENT_HANDLER}.events_appsync.router", isolate_appsync_router),
     (f"{_EVENT_HANDLER}.bedrock_agent_function", isolate_bedrock_functions),
+    (f"{_PACKAGE}.utilities.idempotency.config", isolate_idempotency_config),
+    (f"{_PACKAGE}.utilities.batch.base", isolate_batch_processor),
+    (f"{_PACKAGE}.utilities.batch.sqs_fifo_partial_processor", isolate_fifo_processor),
 )
