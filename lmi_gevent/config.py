@@ -157,6 +157,12 @@ SETTINGS: tuple[Setting, ...] = (
             "per-invocation state per invocation (Logger keys, Metrics sets, the event "
             "handler's `current_event`/`context`), as a process per slot would (`off` leaves "
             "Powertools alone: concurrent invocations then share that state)."),
+    Setting("pool_sizing", "LMI_GEVENT_POOL_SIZING", _on_off, True,
+            "Concurrent mode: where the handler leaves them at their defaults, size botocore's "
+            "`max_pool_connections`, `requests`' `HTTPAdapter(pool_maxsize)` and urllib3's "
+            "`PoolManager(maxsize)` to the slots of this process, so a client shared by every "
+            "invocation reuses its connections instead of opening and discarding them "
+            "(`off` keeps the libraries' sizes: 10, 10 and 1)."),
 )
 
 
@@ -179,6 +185,7 @@ class Config:
     psycopg2_wait_callback: bool
     grpc_gevent: bool
     powertools_isolation: bool
+    pool_sizing: bool
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:

@@ -44,6 +44,9 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
         from .isolation import install as install_isolation
         install_driver_cooperation(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)
         install_isolation(powertools=config.powertools_isolation)
+        if config.pool_sizing:
+            from .pools import install as size_connection_pools
+            size_connection_pools(slots=config.max_concurrency)  # the slots of this process
     try:
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
