@@ -39,19 +39,29 @@ Fork = Callable[[Any], Any]
 POWERTOOLS = "aws_lambda_powertools"
 
 
-def install(*, powertools: bool = True) -> list[str]:
-    """Make the libraries the handler imports keep their state per invocation; the names of
-    the hook families that are on. Call in concurrent mode, before the handler is imported."""
-    from .cooperation import when_imported
+# module name -> hook family, for each hook that has run (`lmi-gevent check` reports them)
+APPLIED: dict[str, str] = {}
 
-    active = []
+
+def install(*, powertools: bool = True) -> None:
+    """Make the libraries the handler imports keep their state per invocation, now or as
+    they are imported. Call in concurrent mode, before the handler is imported."""
     if powertools:
         from . import powertools as hooks
 
         for module, hook in hooks.HOOKS:
-            when_imported(module, hook)
-        active.append("powertools")
-    return active
+            applied(module, "powertools", hook)
+
+
+def applied(module: str, family: str, hook: Callable[[Any], Any]) -> None:
+    """Run ``hook`` when ``module`` is imported (now, if it is) and note it in APPLIED."""
+    from .cooperation import when_imported
+
+    def run(imported: Any) -> None:
+        hook(imported)
+        APPLIED[module] = family
+
+    when_imported(module, run)
 
 
 class _InvocationState:

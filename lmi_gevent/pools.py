@@ -32,12 +32,12 @@ _SIZED_ON_BEHALF = ("requests.", "botocore.", "urllib3.")
 def install(slots: int) -> None:
     """Size the default pools of botocore, requests and urllib3 for ``slots`` invocations at
     once, now or when the handler imports them. Concurrent mode, before the handler import."""
-    from .cooperation import when_imported
+    from .isolation import applied
 
     sizing = PoolSizing(slots)
-    when_imported("botocore.config", sizing.size_botocore)
-    when_imported("requests.adapters", sizing.size_requests)
-    when_imported("urllib3.poolmanager", sizing.size_urllib3)
+    applied("botocore.config", "pool_sizing", sizing.size_botocore)
+    applied("requests.adapters", "pool_sizing", sizing.size_requests)
+    applied("urllib3.poolmanager", "pool_sizing", sizing.size_urllib3)
 
 
 class PoolSizing:
