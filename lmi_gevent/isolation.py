@@ -228,7 +228,10 @@ def isolate_class_attributes(cls: type, names: Iterable[str], fork: Fork = shall
     """Like :func:`isolate_attributes`, for attributes the library also assigns on the class
     (``Router.current_event = event``): reads and writes through the class are per invocation
     too. ``cls`` and its existing subclasses get a metaclass derived from theirs (new
-    subclasses inherit it); a value already on the class becomes the process-wide one."""
+    subclasses inherit it); a value already on the class becomes the process-wide one.
+
+    The class's metaclass must be one defined in Python (``ABCMeta``, as Powertools' routers
+    have): CPython refuses to change the class of a class whose metaclass is ``type``."""
     _register_creation(cls)
     meta = type(cls)
     if not issubclass(meta, _IsolatingMeta):
