@@ -147,8 +147,8 @@ def report(runs: list[SoakRun], meta: dict[str, Any]) -> str:
     lines += ["", "RSS over time (seconds: MiB), one sample every ~"
               f"{SAMPLE_SECONDS:g} s, thinned to 12 points:", ""]
     for run in runs:
-        step = max(1, len(run.rss_mib) // 12)
-        points = run.rss_mib[::step] + ([run.rss_mib[-1]] if len(run.rss_mib) % step != 1 else [])
+        last = len(run.rss_mib) - 1
+        points = [run.rss_mib[i] for i in sorted({round(n * last / 11) for n in range(12)})] if last >= 0 else []
         lines.append(f"- faults {run.faults}: " + ", ".join(f"{t:g}s {m:.1f}" for t, m in points))
     return "\n".join(lines) + "\n"
 
