@@ -192,3 +192,16 @@ def test_local_function_url_serves_the_flask_example_to_a_real_client():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_streaming_example_sends_events_and_a_csv_export(url_emulator):
+    emu, runtime = url_emulator("examples/streaming_app.handler")
+    with requests.get(emu.function_url + "events", params={"count": 3, "interval": 0.01}, stream=True) as sse:
+        assert sse.status_code == 200 and sse.headers["Content-Type"] == "text/event-stream"
+        events = [line for line in sse.iter_lines() if line.startswith(b"event: ")]
+    assert events == [b"event: tick"] * 3, runtime.output()
+    export = requests.get(emu.function_url + "export.csv", params={"rows": 2500})
+    lines = export.text.splitlines()
+    assert lines[0] == "id,name,score" and len(lines) == 2501 and lines[-1].startswith("2499,")
+    assert export.headers["Content-Disposition"] == 'attachment; filename="export.csv"'
+    assert emu.stats()["streamed_responses"] == 2
