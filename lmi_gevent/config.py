@@ -165,6 +165,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Concurrent mode: call `grpc.experimental.gevent.init_gevent()` as soon as the "
             "handler imports grpc, so gRPC calls (Google Cloud clients) let other invocations "
             "run (`off` leaves gRPC alone: each call then blocks every invocation)."),
+    Setting("powertools_isolation", "LMI_GEVENT_POWERTOOLS_ISOLATION", _on_off, True,
+            "Concurrent mode: when the handler imports Powertools for AWS Lambda, keep its "
+            "per-invocation state per invocation (Logger keys, Metrics sets, the event "
+            "handler's `current_event`/`context`), as a process per slot would (`off` leaves "
+            "Powertools alone: concurrent invocations then share that state)."),
+    Setting("pool_sizing", "LMI_GEVENT_POOL_SIZING", _on_off, True,
+            "Concurrent mode: where the handler leaves them at their defaults, size botocore's "
+            "`max_pool_connections`, `requests`' `HTTPAdapter(pool_maxsize)` and urllib3's "
+            "`PoolManager(maxsize)` to the slots of this process, so a client shared by every "
+            "invocation reuses its connections instead of opening and discarding them "
+            "(`off` keeps the libraries' sizes: 10, 10 and 1)."),
 )
 
 
@@ -189,6 +200,8 @@ class Config:
     deadline_grace: float | None
     psycopg2_wait_callback: bool
     grpc_gevent: bool
+    powertools_isolation: bool
+    pool_sizing: bool
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:

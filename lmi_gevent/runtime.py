@@ -40,9 +40,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
 
     sys.path.insert(0, config.task_root or os.getcwd())
     if config.concurrent:
-        # Before the handler's imports: gRPC must hear of gevent before its first channel.
-        from .cooperation import install as install_driver_cooperation
-        install_driver_cooperation(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)
+        install_library_hooks(config)
     try:
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
@@ -56,6 +54,19 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     except PlatformFailure as failure:
         log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
         return 1
+
+
+def install_library_hooks(config: Config) -> None:
+    """Concurrent mode, before the handler's imports (gRPC must hear of gevent before its
+    first channel): the hooks that adapt libraries as the handler imports them."""
+    from .cooperation import install as install_driver_cooperation
+    from .isolation import install as install_isolation
+
+    install_driver_cooperation(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)
+    install_isolation(powertools=config.powertools_isolation)
+    if config.pool_sizing:
+        from .pools import install as size_connection_pools
+        size_connection_pools(slots=config.max_concurrency)  # the slots of this process
 
 
 def report_init_error(client: RuntimeApiClient, function_log: logs.FunctionLog,
