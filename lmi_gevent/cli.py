@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def bootstrap(handler_arg: str | None) -> int:
     # Step 1: configuration, with nothing but the stdlib's lightest modules imported.
+    from . import worker
+    assignment = worker.assignment()  # set when a supervisor started this process
+    if assignment is not None:
+        worker.die_with_supervisor(assignment.supervisor_pid)
     config, problems = settings.load()
     fatal = [p for p in problems if p.env == "AWS_LAMBDA_RUNTIME_API"]
     if fatal:
@@ -76,9 +80,14 @@ def bootstrap(handler_arg: str | None) -> int:
     # Step 2: patch before anything that could import ssl, threading or the handler.
     # With a configuration problem we stay sequential just long enough to report it.
     early_imports: list[str] = []
+    if config.concurrent and not problems and assignment is None:
+        workers = config.worker_count()
+        if workers > 1:  # step 5 on several cores: K workers, each doing steps 1-6
+            from .supervisor import supervise
+            return supervise(handler, config, workers)
     if config.concurrent and not problems:
         from .patching import patch_all
         early_imports = patch_all()
 
     from .runtime import run
-    return run(handler, config, problems, early_imports)
+    return run(handler, config, problems, early_imports, assignment)

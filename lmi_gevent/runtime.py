@@ -11,11 +11,12 @@ import os
 import sys
 from typing import Any
 
-from . import errors, logs
+from . import errors, logs, scoreboard
 from .client import PlatformFailure, RuntimeApiClient, RuntimeApiError
 from .config import Config, ConfigError
 from .invoke import Invoker
 from .loader import load_handler
+from .worker import INIT_ERROR_EXIT, PLATFORM_FAILURE_EXIT, WorkerAssignment
 
 log = logging.getLogger("lmi_gevent")
 
@@ -24,7 +25,10 @@ INIT_ERROR_WARNING = ("LAMBDA_WARNING: the function failed to initialise, so no 
 
 
 def run(handler_name: str, config: Config, problems: list[ConfigError],
-        early_imports: list[str]) -> int:
+        early_imports: list[str], worker: WorkerAssignment | None = None) -> int:
+    """Steps 3-6; ``worker`` is set in a process a supervisor started for a share of slots."""
+    if worker is not None:
+        scoreboard.attach(worker.status_fd, worker.index)
     function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
                               telemetry_fd=config.telemetry_fd, log_socket=config.log_socket)
     client = RuntimeApiClient(config.runtime_api)
@@ -46,15 +50,26 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
         body, _ = errors.describe_exception(problem)
-        return report_init_error(client, function_log, body)
+        if worker is None:
+            return report_init_error(client, function_log, body)
+        if worker.replacement:
+            # Init completed long ago: the platform must not hear of an init error now.
+            log.error("Replacement worker %d could not load the handler: %s: %s",
+                      worker.index, body["errorType"], body["errorMessage"])
+            function_log.unhandled_error(body)
+        else:
+            report_init_error(client, function_log, body)
+        return INIT_ERROR_EXIT
 
     try:
         if config.concurrent:
-            return _serve_concurrently(config, handler, function_log, client)
+            slots = worker.slots if worker else config.max_concurrency
+            return _serve_concurrently(config, handler, function_log, client, slots,
+                                       pool_record=worker is None)
         return _serve_sequentially(config, handler, function_log, client)
     except PlatformFailure as failure:
         log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
-        return 1
+        return 1 if worker is None else PLATFORM_FAILURE_EXIT
 
 
 def report_init_error(client: RuntimeApiClient, function_log: logs.FunctionLog,
@@ -88,7 +103,7 @@ def _serve_sequentially(config: Config, handler: Any, function_log: logs.Functio
 
 
 def _serve_concurrently(config: Config, handler: Any, function_log: logs.FunctionLog,
-                        client: RuntimeApiClient) -> int:
+                        client: RuntimeApiClient, slots: int, *, pool_record: bool) -> int:
     from . import concurrent
     from .context import install_invocation_environ
 
@@ -101,6 +116,7 @@ def _serve_concurrently(config: Config, handler: Any, function_log: logs.Functio
         from . import stalls
         stalls.watch(config.stall_threshold)
     invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace))
-    return concurrent.serve(config.runtime_api, invoker, size=config.max_concurrency,
+    return concurrent.serve(config.runtime_api, invoker, size=slots,
                             drain_timeout=config.drain_timeout,
-                            retry_initial=config.retry_initial, retry_max=config.retry_max)
+                            retry_initial=config.retry_initial, retry_max=config.retry_max,
+                            heartbeat=config.worker_heartbeat, pool_record=pool_record)
