@@ -110,7 +110,7 @@ def _serve_concurrently(config: Config, handler: Any, function_log: logs.Functio
     client.close()  # each slot opens its own connection
     install_invocation_environ()
     if os.environ.get("LMI_GEVENT_CHECK_GLOBALS"):  # set by `lmi-gevent check` (GLOBALS_ENV)
-        from .check import watch_globals
+        from .shared_state import watch_globals
         handler = watch_globals(handler)
     if config.stall_threshold:
         from . import stalls
