@@ -17,15 +17,16 @@ from . import config as settings
 
 USAGE = """\
 usage: lmi-gevent HANDLER
-       lmi-gevent local HANDLER [--port 8080] [--host H] [--concurrency N] [--timeout S]
-                              [--queue Q] [--env K=V ...]
+       lmi-gevent local HANDLER [--port 8080] [--host H] [--concurrency N] [--workers K]
+                              [--timeout S] [--queue Q] [--env K=V ...]
        lmi-gevent check HANDLER [--event FILE] [--concurrency N] [--root DIR]
                               [--threshold S] [--timeout S] [--json]
        lmi-gevent --help | --version
 
 Run a Python Lambda handler (module.function, pkg.module.function or pkg/module.function)
-against the Lambda Runtime API. With AWS_LAMBDA_MAX_CONCURRENCY=N (2-1600) one process
-serves N invocations at once on gevent; unset or 1 runs the classic sequential loop.
+against the Lambda Runtime API. With AWS_LAMBDA_MAX_CONCURRENCY=N (2-1600), K worker
+processes (LMI_GEVENT_WORKERS, default one per usable CPU) serve N invocations at once on
+gevent greenlets; unset or 1 runs the classic sequential loop.
 HANDLER defaults to $_HANDLER.
 
 settings (environment variables):

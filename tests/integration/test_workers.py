@@ -11,6 +11,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -200,3 +202,35 @@ def test_a_replacement_that_cannot_import_is_retried_not_reported(emulator_facto
     output = runtime.output()
     assert "Replacement worker" in output and "retrying in" in output
     assert "the marker file says: fail at import" in output
+
+
+@needs_proc
+def test_local_runs_workers_and_stops_them_all_on_ctrl_c(app) -> None:  # type: ignore[no-untyped-def]
+    from tests.emulator.test_local import curl, wait_dead
+    from tests.support import REPO
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.pop("LMI_GEVENT_LOCAL_RUNTIME_CMD", None)
+    proc = subprocess.Popen([sys.executable, "-m", "lmi_gevent", "local", "app.handler", "--port", "0",
+                             "--concurrency", "4", "--workers", "2"], cwd=app, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        url = None
+        for line in proc.stdout:
+            found = re.search(r"try: curl -s -XPOST (\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "lmi-gevent local printed no curl line"
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: curl(url, {"seconds": 0.3}), range(8)))
+        pids = {json.loads(body)["pid"] for status, _, body in answers if status == 200}
+        assert len(pids) == 2, answers
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        assert all(wait_dead(pid) for pid in pids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
