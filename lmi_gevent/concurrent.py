@@ -220,7 +220,6 @@ def beat_while_serving(hub: Any, interval: float) -> Any:
     """A heartbeat in the worker's shared status from the event loop itself: if the loop is
     stuck in C code, the beats stop and the supervisor can tell."""
     status = scoreboard.current()
-    status.beat()
     timer = hub.loop.timer(interval, interval, ref=False)  # never keeps the loop alive
     timer.start(status.beat)
     return timer
@@ -242,6 +241,8 @@ def serve(address: str, invoker: Invoker, *, size: int, drain_timeout: float,
         log.debug({"event": "runtime_worker_pool_initializing", "workerCount": size,
                    "executionEnvironmentMaxConcurrency": size, "processCount": 1,
                    "slotsPerProcess": [size]})
+    # The first beat tells the supervisor that this worker's signal handlers are installed.
+    scoreboard.current().beat()
     if heartbeat > 0:
         slots.heartbeat = beat_while_serving(slots.hub, heartbeat)
     slots.start()

@@ -63,6 +63,7 @@ class Worker:
         self.process = process
         self.replacement = replacement
         self.started = time.monotonic()
+        self.stopped_in_init = False
 
     @property
     def pid(self) -> int:
@@ -158,7 +159,13 @@ class Supervisor:
         log.info("%s: asking %d worker process(es) to drain.", signal.Signals(signum).name,
                  len(self.workers))
         for worker in self.workers.values():
-            _signal(worker, signum)
+            if self.scoreboard.read(worker.index).heartbeat:
+                _signal(worker, signum)
+            else:
+                # Still importing the handler: no invocation to drain, and its signal
+                # handlers are not installed yet (the signal would kill it mid-init).
+                worker.stopped_in_init = True
+                _signal(worker, signal.SIGKILL)
         if not self.workers:
             self.exit_code = 0 if self.clean_stop else 1
 
@@ -214,7 +221,7 @@ class Supervisor:
 
     def _worker_ended(self, worker: Worker, code: int) -> None:
         if self.stop_deadline is not None:
-            if code != 0:
+            if code != 0 and not worker.stopped_in_init:
                 self.clean_stop = False
                 log.warning("Worker %d (pid %d) ended with %s while draining.", worker.index,
                             worker.pid, _describe(code))

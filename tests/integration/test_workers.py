@@ -38,6 +38,17 @@ def handler(event, context):
     return {"pid": os.getpid(), "rid": context.aws_request_id}
 """
 
+SLOW_INIT = """
+import os, time
+with open(os.path.join(os.environ["APP_PID_DIR"], str(os.getpid())), "w"):
+    pass
+time.sleep(30)  # a long init: the signal comes before any signal handler is installed
+
+
+def handler(event, context):
+    return {}
+"""
+
 BROKEN = """
 import os
 with open(os.path.join(os.environ["APP_PID_DIR"], str(os.getpid())), "w"):
@@ -50,7 +61,7 @@ N = 8
 
 @pytest.fixture
 def app(task_root) -> Path:  # type: ignore[no-untyped-def]
-    return task_root(app=APP, broken=BROKEN)
+    return task_root(app=APP, broken=BROKEN, slow=SLOW_INIT)
 
 
 def workers_env(count: int = 2, **extra: str) -> dict[str, str]:
@@ -168,6 +179,21 @@ def test_init_error_is_reported_once_and_no_worker_is_left(emulator_factory, app
     started = [int(name) for name in os.listdir(pid_dir)]
     assert started, runtime.output()
     assert not [pid for pid in started if alive(pid)]
+
+
+def test_sigterm_during_init_stops_every_worker_and_exits_0(emulator_factory, app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    emulator = emulator_factory(concurrency=4, timeout=10)
+    runtime = start_runtime(emulator, app, "slow.handler", concurrency=4, wait=False,
+                            env=workers_env(APP_PID_DIR=str(pid_dir)))
+    deadline = time.monotonic() + 20
+    while len(os.listdir(pid_dir)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runtime.send_signal(signal.SIGTERM)
+    assert runtime.wait(10) == 0, runtime.output()  # long before the 30 s init would end
+    assert emulator.stats()["init_error"] is None
+    assert not [pid for pid in map(int, os.listdir(pid_dir)) if alive(pid)]
 
 
 @needs_proc
