@@ -170,12 +170,15 @@ class SlotPool:
             self.status.polls(-1)
         slot.state = "running"
         self.status.in_flight(+1)
+        self.status.begin(slot.number, invocation.request_id, invocation.invocation_id,
+                          invocation.deadline_ms)
         try:
             self.invoker.run(invocation, slot.client)
             self.answered += 1
             self.status.answered()
         finally:
             slot.state = "idle"
+            self.status.end(slot.number)
             self.status.in_flight(-1)
 
 

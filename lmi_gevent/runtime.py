@@ -28,7 +28,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
         early_imports: list[str], worker: WorkerAssignment | None = None) -> int:
     """Steps 3-6; ``worker`` is set in a process a supervisor started for a share of slots."""
     if worker is not None:
-        scoreboard.attach(worker.status_fd, worker.index)
+        scoreboard.attach(worker.status_fd, worker.index, worker.slot_table)
     function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
                               telemetry_fd=config.telemetry_fd, log_socket=config.log_socket)
     client = RuntimeApiClient(config.runtime_api)

@@ -32,7 +32,8 @@ import sys
 import time
 from typing import Any
 
-from . import logs
+from . import errors, logs
+from .client import Invocation, RuntimeApiClient, RuntimeApiError
 from .config import Config
 from .scoreboard import Scoreboard
 from .sequential import Backoff
@@ -75,7 +76,7 @@ class Supervisor:
         self.handler = handler
         self.config = config
         self.shares = slot_shares(config.max_concurrency, workers)
-        self.scoreboard = Scoreboard(workers)
+        self.scoreboard = Scoreboard(self.shares)
         self.workers: dict[int, Worker] = {}  # by pid
         self.due: dict[int, float] = {}  # index -> monotonic time its replacement starts
         self.backoffs = [Backoff(config.worker_restart_initial, config.worker_restart_max)
@@ -190,7 +191,8 @@ class Supervisor:
     def _spawn(self, index: int, *, replacement: bool) -> None:
         self.scoreboard.clear(index)
         assignment = WorkerAssignment(index, self.shares[index], self.scoreboard.fd,
-                                      replacement, os.getpid())
+                                      self.scoreboard.slot_tables[index], replacement,
+                                      os.getpid())
         env = dict(os.environ, **{ASSIGNMENT_ENV: assignment.encode()})
         # Its own session: the platform's group SIGTERM reaches it once, through us.
         inherited = [self.scoreboard.fd]
@@ -253,7 +255,37 @@ class Supervisor:
                       "open poll(s), after %d answered; replacing it in %.2fs.", worker.index,
                       worker.pid, _describe(code), status.in_flight, status.open_polls,
                       status.answered, delay)
+            self._answer_lost(worker, _describe(code))
         self.due[worker.index] = time.monotonic() + delay
+
+    def _answer_lost(self, worker: Worker, why: str) -> None:
+        """Answer the invocations a dead worker was running: each gets exactly one answer,
+        now, rather than none and a caller waiting for the platform's timeout."""
+        lost = self.scoreboard.running(worker.index)
+        if not lost:
+            return
+        client = RuntimeApiClient(self.config.runtime_api)
+        try:
+            for running in lost:
+                message = (f"RequestId: {running.request_id} Error: Runtime exited with error: "
+                           f"{why} (worker {worker.index}, pid {worker.pid}; lmi-gevent "
+                           f"replaces the worker)")
+                invocation = Invocation({"lambda-runtime-aws-request-id": running.request_id,
+                                         "lambda-runtime-deadline-ms": str(running.deadline_ms),
+                                         "lambda-runtime-invocation-id":
+                                             running.invocation_id or ""}, b"")
+                body = errors.error_body(errors.WORKER_EXIT_ERROR, message, None,
+                                         running.request_id)
+                try:
+                    status, reply = client.post_error(invocation, body, None)
+                except RuntimeApiError as problem:
+                    log.error("Could not answer %s of dead worker %d: %s", running.request_id,
+                              worker.index, problem)
+                    continue
+                log.info("Answered %s of dead worker %d with %s (Runtime API: %d).",
+                         running.request_id, worker.index, errors.WORKER_EXIT_ERROR, status)
+        finally:
+            client.close()
 
     def _start_due_replacements(self) -> None:
         if self.exit_code is not None or self.stop_deadline is not None:

@@ -29,17 +29,18 @@ class WorkerAssignment(NamedTuple):
     index: int  # 0..K-1, stable across replacements
     slots: int  # this worker's share of AWS_LAMBDA_MAX_CONCURRENCY
     status_fd: int  # the scoreboard's descriptor (lmi_gevent.scoreboard)
+    slot_table: int  # where this worker's slot entries start in it
     replacement: bool  # started after a worker died: never posts an init error
     supervisor_pid: int
 
     def encode(self) -> str:
-        return (f"{self.index},{self.slots},{self.status_fd},{int(self.replacement)},"
-                f"{self.supervisor_pid}")
+        return (f"{self.index},{self.slots},{self.status_fd},{self.slot_table},"
+                f"{int(self.replacement)},{self.supervisor_pid}")
 
     @classmethod
     def decode(cls, text: str) -> WorkerAssignment:
-        index, slots, fd, replacement, supervisor = (int(part) for part in text.split(","))
-        return cls(index, slots, fd, bool(replacement), supervisor)
+        index, slots, fd, table, replacement, supervisor = (int(part) for part in text.split(","))
+        return cls(index, slots, fd, table, bool(replacement), supervisor)
 
 
 def assignment() -> WorkerAssignment | None:

@@ -114,7 +114,7 @@ def test_both_workers_serve_and_capacity_stays_n(emulator_factory, app) -> None:
 
 @needs_proc
 def test_a_killed_worker_is_replaced_and_every_later_invocation_answered(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
-    emulator = emulator_factory(concurrency=N, timeout=5)
+    emulator = emulator_factory(concurrency=N, timeout=60)
     runtime = start_runtime(emulator, app, concurrency=N, env=workers_env())
     pending = ThreadPoolExecutor(N)
     futures = [pending.submit(emulator.invoke, {"seconds": 2}) for _ in range(N)]
@@ -129,7 +129,12 @@ def test_a_killed_worker_is_replaced_and_every_later_invocation_answered(emulato
     results = [f.result(timeout=30) for f in futures]
     pending.shutdown()
     served = [r for r in results if r.function_error is None]
-    assert len(served) == N // 2 and {r.json()["pid"] for r in served} != {victim}
+    assert len(served) == N // 2 and victim not in {r.json()["pid"] for r in served}
+    lost = [r.json() for r in results if r.function_error is not None]
+    assert len(lost) == N // 2  # answered by the supervisor, not left to time out
+    assert {body["errorType"] for body in lost} == {"Runtime.ExitError"}
+    assert all(f"pid {victim}" in body["errorMessage"] and "killed by SIGKILL" in body["errorMessage"]
+               for body in lost)
     emulator.wait_for(lambda s: s["open_polls"] == N, timeout=20)  # the replacement polls
     current = worker_pids(runtime.pid)  # the survivor and the replacement
     emulator.reset_stats()
@@ -138,12 +143,8 @@ def test_a_killed_worker_is_replaced_and_every_later_invocation_answered(emulato
     assert {r.json()["pid"] for r in later} == current and len(current) == 2
     assert victim not in current and runtime.returncode is None
     stats = emulator.wait_for(lambda s: s["open_polls"] == N, timeout=10)
-    # The dead worker's invocations stay in flight for the emulator (as on the platform,
-    # which does not enforce timeouts on Managed Instances); the live workers hold N.
-    orphaned = stats["in_flight"]
-    assert orphaned == N // 2
-    assert stats["max_polls_plus_in_flight"] - orphaned <= N
-    assert stats["max_in_flight"] - orphaned == N
+    assert stats["in_flight"] == 0 and stats["answered"] == 2 * N
+    assert stats["max_polls_plus_in_flight"] <= N and stats["max_in_flight"] == N
 
 
 def test_sigterm_drains_every_worker_and_exits_0(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,9 @@ from lmi_gevent import scoreboard
 
 
 def test_a_worker_record_is_what_the_supervisor_reads() -> None:
-    board = scoreboard.Scoreboard(3)
+    board = scoreboard.Scoreboard([2, 2, 2])
     try:
-        record = scoreboard.WorkerRecord(os.dup(board.fd), 1)
+        record = scoreboard.WorkerRecord(os.dup(board.fd), 1, board.slot_tables[1])
         record.polls(+4)
         record.polls(-1)
         record.in_flight(+2)
@@ -31,13 +31,33 @@ def test_a_worker_record_is_what_the_supervisor_reads() -> None:
 
 
 def test_a_wedge_report_is_cut_to_the_record_and_counters_never_go_negative() -> None:
-    board = scoreboard.Scoreboard(1)
+    board = scoreboard.Scoreboard([1])
     try:
-        record = scoreboard.WorkerRecord(os.dup(board.fd), 0)
+        record = scoreboard.WorkerRecord(os.dup(board.fd), 0, board.slot_tables[0])
         record.write_wedge_report("é" * 2000)
         assert len(board.read(0).wedge_report.encode()) <= scoreboard.REPORT_LIMIT
         record.in_flight(-1)
         assert board.read(0).in_flight == 0
+    finally:
+        board.close()
+
+
+def test_slot_entries_name_the_running_invocations_until_they_end() -> None:
+    board = scoreboard.Scoreboard([3, 2])
+    try:
+        first = scoreboard.WorkerRecord(os.dup(board.fd), 0, board.slot_tables[0])
+        second = scoreboard.WorkerRecord(os.dup(board.fd), 1, board.slot_tables[1])
+        first.begin(0, "rid-a", "inv-a", 1_700_000_000_000)
+        first.begin(2, "rid-c", None, 1_700_000_000_500)
+        second.begin(1, "rid-z", "inv-z", 5)
+        second.begin(0, "x" * 200, "too long to keep", 5)  # not kept: it could not be answered
+        assert board.running(0) == [("rid-a", "inv-a", 1_700_000_000_000),
+                                    ("rid-c", None, 1_700_000_000_500)]
+        assert board.running(1) == [("rid-z", "inv-z", 5)]
+        first.end(0)
+        assert [r.request_id for r in board.running(0)] == ["rid-c"]
+        board.clear(0)
+        assert board.running(0) == [] and board.running(1) == [("rid-z", "inv-z", 5)]
     finally:
         board.close()
 
