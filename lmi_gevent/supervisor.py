@@ -7,9 +7,12 @@ Read top to bottom, the supervisor's life:
    ``python -m lmi_gevent HANDLER`` serving its share with the one-process concurrent mode;
 3. loop: signal handlers only enqueue the signal and wake the loop (``signal.set_wakeup_fd``);
    the loop reaps children (SIGCHLD, ``waitpid(-1, WNOHANG)`` until none) and
-   - replaces a worker that died, after a crash-loop back-off, logging why and what it held;
+   - replaces a worker that died, after a crash-loop back-off, logging why and what it held,
+     and answers the invocations it was running (``Runtime.ExitError``);
    - stops everything, exit 1, when a first-generation worker could not load the handler
      (it reported the init error) or when a worker met a platform failure;
+   - SIGKILLs and replaces a worker whose event loop is wedged (no heartbeat) past its
+     invocations' deadline + grace, logging them and the worker's last wedge report;
 4. SIGTERM/SIGINT: forward it once to every worker, which drains as one process does; exit 0
    once all exited 0; SIGKILL stragglers past the drain timeout. A second signal kills all.
 5. on every way out, no worker is left: ``finally`` kills and reaps them, and each worker asked
@@ -65,6 +68,7 @@ class Worker:
         self.replacement = replacement
         self.started = time.monotonic()
         self.stopped_in_init = False
+        self.wedged = False
 
     @property
     def pid(self) -> int:
@@ -105,6 +109,7 @@ class Supervisor:
                 self._reap()
                 self._start_due_replacements()
                 self._check_stop_deadline()
+                self._kill_wedged_workers()
             return self.exit_code
         finally:
             self._kill_all()
@@ -125,7 +130,7 @@ class Supervisor:
 
     def _wait(self, wake: int) -> None:
         now = time.monotonic()
-        timeout = IDLE_WAKE
+        timeout = min(IDLE_WAKE, self.config.worker_heartbeat or IDLE_WAKE)
         for moment in [*self.due.values(), self.stop_deadline or now + IDLE_WAKE]:
             timeout = min(timeout, max(moment - now, 0.0))
         try:
@@ -241,6 +246,29 @@ class Supervisor:
             return
         self._schedule_replacement(worker, code)
 
+    def _kill_wedged_workers(self) -> None:
+        """SIGKILL a worker whose event loop stopped beating while its invocations ran past
+        their deadline + LMI_GEVENT_DEADLINE_GRACE: a live loop would have reclaimed them by
+        then, so the loop is stuck (in C code, beyond any greenlet's reach)."""
+        grace, beat = self.config.deadline_grace, self.config.worker_heartbeat
+        if grace is None or not beat or self.stop_deadline is not None:
+            return
+        for worker in list(self.workers.values()):
+            status = self.scoreboard.read(worker.index)
+            silent = time.monotonic() - status.heartbeat
+            if worker.wedged or not status.heartbeat or silent < max(grace, 2 * beat):
+                continue
+            running = self.scoreboard.running(worker.index)
+            if not running or time.time() < max(r.deadline_ms for r in running) / 1000 + grace:
+                continue
+            worker.wedged = True
+            report = status.wedge_report or "none"
+            log.error("Worker %d (pid %d): its event loop has not run for %.1fs, past the "
+                      "deadline + %gs grace of %s; last wedge report: %s. Killing and "
+                      "replacing it.", worker.index, worker.pid, silent, grace,
+                      ", ".join(r.request_id for r in running), report)
+            _signal(worker, signal.SIGKILL)
+
     def _schedule_replacement(self, worker: Worker, code: int) -> None:
         status = self.scoreboard.read(worker.index)
         backoff = self.backoffs[worker.index]
@@ -255,7 +283,8 @@ class Supervisor:
                       "open poll(s), after %d answered; replacing it in %.2fs.", worker.index,
                       worker.pid, _describe(code), status.in_flight, status.open_polls,
                       status.answered, delay)
-            self._answer_lost(worker, _describe(code))
+            self._answer_lost(worker, "its event loop was wedged, so it was killed"
+                              if worker.wedged else _describe(code))
         self.due[worker.index] = time.monotonic() + delay
 
     def _answer_lost(self, worker: Worker, why: str) -> None:

@@ -32,6 +32,12 @@ if os.environ.get("APP_BREAK_MARKER") and os.path.exists(os.environ["APP_BREAK_M
 
 def handler(event, context):
     print(f"started {context.aws_request_id} in {os.getpid()}", flush=True)
+    if event.get("wedge"):
+        import gevent.monkey
+        from lmi_gevent.scoreboard import write_wedge_report
+        write_wedge_report(f"reading a pipe nobody writes, for {context.aws_request_id}")
+        read_end, _ = os.pipe()
+        gevent.monkey.get_original("os", "read")(read_end, 1)  # blocks the whole event loop
     time.sleep(event.get("seconds", 0))
     if event.get("exit"):
         os._exit(event["exit"])
@@ -261,3 +267,24 @@ def test_local_runs_workers_and_stops_them_all_on_ctrl_c(app) -> None:  # type: 
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+@needs_proc
+def test_a_worker_wedged_in_c_past_the_deadline_is_killed_and_replaced(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    emulator = emulator_factory(concurrency=4, timeout=1)
+    runtime = start_runtime(emulator, app, concurrency=4, env=workers_env(
+        LMI_GEVENT_DEADLINE_GRACE="0.3", LMI_GEVENT_WORKER_HEARTBEAT="0.1",
+        LMI_GEVENT_STALL_THRESHOLD="off"))
+    stuck = emulator.invoke({"wedge": True}, timeout=20)
+    assert stuck.function_error == "Unhandled"  # the platform's own timeout, after 1 s
+    output = runtime.wait_for_output("Killing and replacing it.", timeout=20)
+    found = re.search(r"Worker (\d) \(pid (\d+)\): its event loop has not run for [\d.]+s, past "
+                      r"the deadline \+ 0.3s grace of ([0-9a-f-]{36}); last wedge report: "
+                      r"reading a pipe nobody writes, for \3\. Killing", output)
+    assert found, output
+    wedged = int(found.group(2))
+    emulator.wait_for(lambda s: s["open_polls"] == 4, timeout=20)  # replaced
+    assert wedged not in worker_pids(runtime.pid)
+    later = emulator.invoke_many([{"seconds": 0.2}] * 8, parallel=8)
+    assert all(r.function_error is None for r in later), runtime.output()
+    assert len({r.json()["pid"] for r in later}) == 2
