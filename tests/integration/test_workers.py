@@ -94,6 +94,18 @@ def wait_started(runtime, count: int, timeout: float = 20) -> str:  # type: igno
     return output
 
 
+def busy_workers(emulator_factory, app, seconds: float, timeout: float):  # type: ignore[no-untyped-def]
+    """N slots over 2 workers, every one inside a ``seconds``-long invocation: (emulator,
+    runtime, the invocations' futures)."""
+    emulator = emulator_factory(concurrency=N, timeout=timeout)
+    runtime = start_runtime(emulator, app, concurrency=N, env=workers_env())
+    pending = ThreadPoolExecutor(N)
+    futures = [pending.submit(emulator.invoke, {"seconds": seconds}) for _ in range(N)]
+    pending.shutdown(wait=False)
+    wait_started(runtime, N)
+    return emulator, runtime, futures
+
+
 needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
 
 
@@ -120,11 +132,7 @@ def test_both_workers_serve_and_capacity_stays_n(emulator_factory, app) -> None:
 
 @needs_proc
 def test_a_killed_worker_is_replaced_and_every_later_invocation_answered(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
-    emulator = emulator_factory(concurrency=N, timeout=60)
-    runtime = start_runtime(emulator, app, concurrency=N, env=workers_env())
-    pending = ThreadPoolExecutor(N)
-    futures = [pending.submit(emulator.invoke, {"seconds": 2}) for _ in range(N)]
-    wait_started(runtime, N)
+    emulator, runtime, futures = busy_workers(emulator_factory, app, 2, timeout=60)
     victim = min(worker_pids(runtime.pid))
     os.kill(victim, signal.SIGKILL)
     output = runtime.wait_for_output("replacing it in")
@@ -133,7 +141,6 @@ def test_a_killed_worker_is_replaced_and_every_later_invocation_answered(emulato
     assert found, output
     assert (int(found.group(1)), int(found.group(2))) == (N // 2, 0)
     results = [f.result(timeout=30) for f in futures]
-    pending.shutdown()
     served = [r for r in results if r.function_error is None]
     assert len(served) == N // 2 and victim not in {r.json()["pid"] for r in served}
     lost = [r.json() for r in results if r.function_error is not None]
@@ -154,16 +161,11 @@ def test_a_killed_worker_is_replaced_and_every_later_invocation_answered(emulato
 
 
 def test_sigterm_drains_every_worker_and_exits_0(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
-    emulator = emulator_factory(concurrency=N, timeout=30)
-    runtime = start_runtime(emulator, app, concurrency=N, env=workers_env())
-    pending = ThreadPoolExecutor(N)
-    futures = [pending.submit(emulator.invoke, {"seconds": 1.0}) for _ in range(N)]
-    wait_started(runtime, N)
+    emulator, runtime, futures = busy_workers(emulator_factory, app, 1.0, timeout=30)
     marker = emulator.mark("sigterm")
     runtime.send_signal(signal.SIGTERM)
     assert runtime.wait(20) == 0, runtime.output()
     results = [f.result(timeout=15) for f in futures]
-    pending.shutdown()
     assert all(r.status == 200 and r.function_error is None for r in results), runtime.output()
     assert len({r.json()["pid"] for r in results}) == 2
     assert [e for e in emulator.events(since=marker["t"]) if e["kind"] == "poll_open"] == []
