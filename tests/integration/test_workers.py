@@ -11,7 +11,9 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,9 @@ def handler(event, context):
         write_wedge_report(f"reading a pipe nobody writes, for {context.aws_request_id}")
         read_end, _ = os.pipe()
         gevent.monkey.get_original("os", "read")(read_end, 1)  # blocks the whole event loop
+    for n in range(event.get("lines", 0)):
+        print(f"line {n} of {context.aws_request_id} from {os.getpid()} " + "x" * 200)
+        time.sleep(0.001)
     time.sleep(event.get("seconds", 0))
     if event.get("exit"):
         os._exit(event["exit"])
@@ -290,3 +295,48 @@ def test_a_worker_wedged_in_c_past_the_deadline_is_killed_and_replaced(emulator_
     later = emulator.invoke_many([{"seconds": 0.2}] * 8, parallel=8)
     assert all(r.function_error is None for r in later), runtime.output()
     assert len({r.json()["pid"] for r in later}) == 2
+
+
+def test_each_worker_connects_to_the_log_socket_itself_and_lines_stay_whole(emulator_factory, app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "log.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    streams: list[list[bytes]] = []
+
+    def read(conn: socket.socket, chunks: list[bytes]) -> None:
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            streams.append([])
+            threading.Thread(target=read, args=(conn, streams[-1]), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    emulator = emulator_factory(concurrency=4, timeout=30)
+    runtime = start_runtime(emulator, app, concurrency=4, env=workers_env(
+        _LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET=path))
+    results = emulator.invoke_many([{"lines": 20, "seconds": 0.2}] * 8, parallel=8)
+    pids = {r.json()["pid"] for r in results}
+    runtime.send_signal(signal.SIGTERM)
+    assert runtime.wait(20) == 0, runtime.output()
+    listener.close()
+    time.sleep(0.2)  # the readers see the workers' connections close
+    assert len(pids) == 2 and len(streams) == 2  # one connection per worker
+    seen: set[int] = set()
+    total = 0
+    for chunks in streams:
+        lines = [line for line in b"".join(chunks).decode().split("\n") if line.startswith("line ")]
+        writers = {int(re.fullmatch(r"line \d+ of [0-9a-f-]{36} from (\d+) x{200}", line).group(1))
+                   for line in lines}
+        assert len(writers) == 1  # a worker's own connection, every line whole
+        seen |= writers
+        total += len(lines)
+    assert seen == pids and total == 8 * 20
+    assert "line " not in runtime.output()  # the workers' output went to the socket only
+    assert "Starting 2 worker processes" in runtime.output()  # the supervisor's own stdout
