@@ -18,7 +18,7 @@ from . import config as settings
 USAGE = """\
 usage: lmi-gevent HANDLER
        lmi-gevent local HANDLER [--port 8080] [--host H] [--concurrency N] [--workers K]
-                              [--timeout S] [--queue Q] [--env K=V ...]
+                              [--timeout S] [--queue Q] [--function-url] [--env K=V ...]
        lmi-gevent check HANDLER [--event FILE] [--concurrency N] [--root DIR]
                               [--threshold S] [--timeout S] [--json]
        lmi-gevent --help | --version

@@ -8,7 +8,10 @@ that are safe before ``gevent.monkey.patch_all()`` (no threading, no ssl).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+
+if TYPE_CHECKING:
+    from .delivery import RetryPolicy
 
 MAX_CONCURRENCY_LIMIT = 1600  # the platform's upper bound for AWS_LAMBDA_MAX_CONCURRENCY
 
@@ -164,6 +167,16 @@ SETTINGS: tuple[Setting, ...] = (
             "First back-off delay, in seconds, after a failed `/next`; it doubles per failure."),
     Setting("retry_max", "LMI_GEVENT_RETRY_MAX", _seconds, 5.0,
             "Cap, in seconds, on the back-off delay between `/next` retries (jittered)."),
+    Setting("answer_retry_initial", "LMI_GEVENT_ANSWER_RETRY_INITIAL", _seconds, 0.05,
+            "Delay, in seconds, before the second retry of an answer (response, error, init "
+            "error) whose post was lost; it doubles per failure (jittered). The first retry "
+            "is immediate."),
+    Setting("answer_retry_max", "LMI_GEVENT_ANSWER_RETRY_MAX", _seconds, 1.0,
+            "Cap, in seconds, on the delay between attempts to post an answer. Answers are "
+            "retried until the invocation's deadline has passed."),
+    Setting("answer_retry_budget", "LMI_GEVENT_ANSWER_RETRY_BUDGET", _seconds, 30.0,
+            "Seconds an answer is retried when there is no deadline to go by: the init error, "
+            "or an invocation whose `Lambda-Runtime-Deadline-Ms` was unusable."),
     Setting("stall_threshold", "LMI_GEVENT_STALL_THRESHOLD", _seconds_or_off, 0.1,
             "Concurrent mode: warn when a handler blocks the event loop longer than this many "
             "seconds (`off` disables the stall detector)."),
@@ -179,6 +192,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Concurrent mode: call `grpc.experimental.gevent.init_gevent()` as soon as the "
             "handler imports grpc, so gRPC calls (Google Cloud clients) let other invocations "
             "run (`off` leaves gRPC alone: each call then blocks every invocation)."),
+    Setting("powertools_isolation", "LMI_GEVENT_POWERTOOLS_ISOLATION", _on_off, True,
+            "Concurrent mode: when the handler imports Powertools for AWS Lambda, keep its "
+            "per-invocation state per invocation (Logger keys, Metrics sets, the event "
+            "handler's `current_event`/`context`), as a process per slot would (`off` leaves "
+            "Powertools alone: concurrent invocations then share that state)."),
+    Setting("pool_sizing", "LMI_GEVENT_POOL_SIZING", _on_off, True,
+            "Concurrent mode: where the handler leaves them at their defaults, size botocore's "
+            "`max_pool_connections`, `requests`' `HTTPAdapter(pool_maxsize)` and urllib3's "
+            "`PoolManager(maxsize)` to the slots of this process, so a client shared by every "
+            "invocation reuses its connections instead of opening and discarding them "
+            "(`off` keeps the libraries' sizes: 10, 10 and 1)."),
 )
 
 
@@ -200,10 +224,15 @@ class Config:
     drain_timeout: float
     retry_initial: float
     retry_max: float
+    answer_retry_initial: float
+    answer_retry_max: float
+    answer_retry_budget: float
     stall_threshold: float | None
     deadline_grace: float | None
     psycopg2_wait_callback: bool
     grpc_gevent: bool
+    powertools_isolation: bool
+    pool_sizing: bool
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:
@@ -225,6 +254,14 @@ class Config:
         else:
             wanted = int(self.workers)
         return max(1, min(wanted, self.max_concurrency))
+
+    @property
+    def answer_retry(self) -> RetryPolicy:
+        """The :class:`lmi_gevent.delivery.RetryPolicy` these settings describe."""
+        from .delivery import RetryPolicy  # not at import: delivery pulls in the client
+
+        return RetryPolicy(self.answer_retry_initial, self.answer_retry_max,
+                           self.answer_retry_budget)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{s.name}={getattr(self, s.name)!r}" for s in SETTINGS)

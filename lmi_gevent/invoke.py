@@ -13,10 +13,12 @@ import os
 from typing import Any, Callable, ContextManager, NamedTuple
 
 from . import errors
-from .client import Invocation, RuntimeApiClient, RuntimeApiError
+from .client import Invocation, RuntimeApiClient
 from .context import REQUEST_ID, TENANT_ID, TRACE_ENV_KEY, TRACE_ID, LambdaContext, set_process_ids
+from .delivery import RetryPolicy, deliver
 from .logs import FunctionLog
 from .marshal import decode_event, encode_response
+from .streaming import StreamBody, StreamingResponse, StreamTooLarge
 
 log = logging.getLogger("lmi_gevent")
 
@@ -38,6 +40,14 @@ class InvocationCut(BaseException):
         self.message = message
 
 
+class _StreamInterrupted(Exception):
+    """A streamed post failed after some of it was sent: it must not be repeated."""
+
+    def __init__(self, sent_bytes: int) -> None:
+        super().__init__(sent_bytes)
+        self.sent_bytes = sent_bytes
+
+
 class Failure(NamedTuple):
     """An invocation to be answered with an error body (and its X-Ray cause)."""
 
@@ -55,15 +65,18 @@ class Invoker:
     ``guard`` wraps the handler call (concurrent mode uses it to reclaim the slot of an
     invocation that runs past its deadline). ``process_wide`` (sequential mode) also keeps the
     ids process-wide and sets the real ``_X_AMZN_TRACE_ID`` environment variable, as the
-    official client does, so threads the handler starts see them too.
+    official client does, so threads the handler starts see them too. ``retry`` times the
+    attempts to post an answer that did not get through (see :mod:`lmi_gevent.delivery`).
     """
 
     def __init__(self, handler: Callable[[Any, Any], Any], function_log: FunctionLog, *,
-                 guard: Guard = _no_guard, process_wide: bool = False) -> None:
+                 guard: Guard = _no_guard, process_wide: bool = False,
+                 retry: RetryPolicy = RetryPolicy()) -> None:
         self.handler = handler
         self.function_log = function_log
         self.guard = guard
         self.process_wide = process_wide
+        self.retry = retry
 
     def run(self, invocation: Invocation, client: RuntimeApiClient) -> None:
         """Handle one invocation and post its one answer; PlatformFailure propagates."""
@@ -77,6 +90,8 @@ class Invoker:
             outcome = self._call_handler(invocation)
             if isinstance(outcome, Failure):
                 self._post_error(invocation, client, outcome.error, outcome.cause)
+            elif isinstance(outcome, StreamingResponse):
+                self._post_stream(invocation, client, outcome)
             else:
                 self._post_response(invocation, client, *outcome)
         finally:
@@ -86,13 +101,17 @@ class Invoker:
             if self.process_wide:
                 set_process_ids(None, None)
 
-    def _call_handler(self, invocation: Invocation) -> tuple[bytes, str] | Failure:
-        """The response body and content type, or the failure to answer with instead."""
+    def _call_handler(self, invocation: Invocation
+                      ) -> tuple[bytes, str] | Failure | StreamingResponse:
+        """The response body and content type, the stream to post, or the failure to answer
+        with instead."""
         try:
             context = build_context(invocation)
             event = decode_event(invocation.body, invocation.content_type)
             with self.guard(invocation):
                 result = self.handler(event, context)
+            if isinstance(result, StreamingResponse):
+                return result
             body, content_type = encode_response(result)
         except InvocationCut as cut:
             fault = errors.RuntimeFault(cut.error_type, cut.message)
@@ -121,6 +140,48 @@ class Invoker:
                 None, invocation.request_id)
             self._post_error(invocation, client, error, None)
 
+    def _post_stream(self, invocation: Invocation, client: RuntimeApiClient,
+                     response: StreamingResponse) -> None:
+        """Post a streamed answer; the chunks are produced under the same guard as the handler
+        ran, so a deadline reclaim or a drain cut ends the stream with the error trailers."""
+        body = StreamBody(response)
+
+        def trailers() -> dict[str, str]:
+            return body.trailers(lambda exc: self._stream_error(invocation, exc))
+
+        def post() -> tuple[int, bytes]:
+            # Delivery retries a post that failed; a stream may be posted again only while
+            # nothing of it went out, else the platform would get a second, different answer.
+            if body.started:
+                raise _StreamInterrupted(body.sent_bytes)
+            return client.post_stream(invocation, body, response.content_type, trailers)
+
+        try:
+            with self.guard(invocation):
+                self._post(invocation, "response", post)
+        except _StreamInterrupted as interrupted:
+            log.error("The stream of invocation %s broke off after %d bytes and cannot be sent "
+                      "again; the platform sees it truncated.", invocation.request_id,
+                      interrupted.sent_bytes)
+        except InvocationCut as cut:
+            # Cut while a chunk was being written: the chunked body cannot be ended cleanly,
+            # so the connection is dropped and the platform sees a truncated stream.
+            client.close()
+            log.error("Invocation %s was cut (%s) while its stream was being written; the "
+                      "stream ends truncated.", invocation.request_id, cut.error_type)
+        finally:
+            body.close()  # a post that failed early still closes the app's iterable
+
+    def _stream_error(self, invocation: Invocation, exc: BaseException) -> dict[str, Any]:
+        """The error body for a stream that failed after it began (logged like any error)."""
+        if isinstance(exc, InvocationCut):
+            exc = errors.RuntimeFault(exc.error_type, exc.message)
+        elif isinstance(exc, StreamTooLarge):
+            exc = errors.RuntimeFault(errors.RESPONSE_TOO_LARGE, str(exc))
+        error, _ = errors.describe_exception(exc, invocation.request_id)
+        self.function_log.unhandled_error(error)
+        return error
+
     def _post_error(self, invocation: Invocation, client: RuntimeApiClient,
                     error: dict[str, Any], cause: dict[str, Any] | None) -> None:
         self.function_log.unhandled_error(error)
@@ -128,19 +189,18 @@ class Invoker:
 
     def _post(self, invocation: Invocation, kind: str,
               post: Callable[[], tuple[int, bytes]]) -> int | None:
-        """Post an answer; log (and survive) every outcome but PlatformFailure."""
-        try:
-            status, reply = post()
-        except RuntimeApiError as problem:
-            if problem.status == 500:
-                raise
-            log.error("Could not post the %s of invocation %s: %s", kind,
-                      invocation.request_id, problem)
+        """Post an answer until it is delivered or its deadline passed (logged either way);
+        the last status, or None when it never got through. PlatformFailure propagates."""
+        deadline = invocation.deadline_ms / 1000 if invocation.deadline_ms > 0 else None
+        outcome = deliver(post, f"the {kind} of invocation {invocation.request_id}",
+                          deadline=deadline, policy=self.retry)
+        if outcome is None:
             return None
-        if status != 202:
-            log.warning("Runtime API answered %s to the %s of invocation %s: %s", status, kind,
-                        invocation.request_id, reply[:300].decode("utf-8", "replace"))
-        return status
+        if not outcome.delivered:
+            log.warning("Runtime API answered %s to the %s of invocation %s: %s", outcome.status,
+                        kind, invocation.request_id,
+                        outcome.reply[:300].decode("utf-8", "replace"))
+        return outcome.status
 
 
 def build_context(invocation: Invocation) -> LambdaContext:

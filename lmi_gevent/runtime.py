@@ -12,8 +12,9 @@ import sys
 from typing import Any
 
 from . import errors, logs, scoreboard
-from .client import PlatformFailure, RuntimeApiClient, RuntimeApiError
+from .client import PlatformFailure, RuntimeApiClient
 from .config import Config, ConfigError
+from .delivery import RetryPolicy, deliver
 from .invoke import Invoker
 from .loader import load_handler
 from .worker import INIT_ERROR_EXIT, PLATFORM_FAILURE_EXIT, WorkerAssignment
@@ -35,35 +36,33 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     if problems:
         body = errors.error_body(errors.CONFIGURATION_ERROR,
                                  "; ".join(str(problem) for problem in problems), None)
-        return report_init_error(client, function_log, body)
+        return report_init_error(client, function_log, body, config.answer_retry)
     if early_imports:
         log.warning("Imported before gevent could patch them, so they may block every "
                     "invocation at once: %s. Remove them from sitecustomize/PYTHONSTARTUP/.pth "
                     "files or import them inside the handler module.", ", ".join(early_imports))
 
     sys.path.insert(0, config.task_root or os.getcwd())
+    slots = worker.slots if worker else config.max_concurrency  # this process's share
     if config.concurrent:
-        # Before the handler's imports: gRPC must hear of gevent before its first channel.
-        from .cooperation import install as install_driver_cooperation
-        install_driver_cooperation(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)
+        install_library_hooks(config, slots)
     try:
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
         body, _ = errors.describe_exception(problem)
         if worker is None:
-            return report_init_error(client, function_log, body)
+            return report_init_error(client, function_log, body, config.answer_retry)
         if worker.replacement:
             # Init completed long ago: the platform must not hear of an init error now.
             log.error("Replacement worker %d could not load the handler: %s: %s",
                       worker.index, body["errorType"], body["errorMessage"])
             function_log.unhandled_error(body)
         else:
-            report_init_error(client, function_log, body)
+            report_init_error(client, function_log, body, config.answer_retry)
         return INIT_ERROR_EXIT
 
     try:
         if config.concurrent:
-            slots = worker.slots if worker else config.max_concurrency
             return _serve_concurrently(config, handler, function_log, client, slots,
                                        pool_record=worker is None)
         return _serve_sequentially(config, handler, function_log, client)
@@ -72,20 +71,38 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
         return 1 if worker is None else PLATFORM_FAILURE_EXIT
 
 
+def install_library_hooks(config: Config, slots: int | None = None) -> None:
+    """Concurrent mode, before the handler's imports (gRPC must hear of gevent before its
+    first channel): the hooks that adapt libraries as the handler imports them."""
+    from .cooperation import install as install_driver_cooperation
+    from .isolation import install as install_isolation
+
+    install_driver_cooperation(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)
+    install_isolation(powertools=config.powertools_isolation)
+    if config.pool_sizing:
+        from .pools import install as size_connection_pools
+        # The slots of this process: a worker's share, not the environment's N.
+        size_connection_pools(slots=slots or config.max_concurrency)
+
+
 def report_init_error(client: RuntimeApiClient, function_log: logs.FunctionLog,
-                      body: dict[str, Any]) -> int:
+                      body: dict[str, Any], retry: RetryPolicy = RetryPolicy()) -> int:
     """Log and post an init error once, then tell the caller to exit non-zero."""
     log.warning(INIT_ERROR_WARNING)
     function_log.unhandled_error(body)
     try:
-        status, reply = client.post_init_error(body)
-    except RuntimeApiError as problem:
+        outcome = deliver(lambda: client.post_init_error(body), "the init error",
+                          deadline=None, policy=retry)
+    except PlatformFailure as problem:
         log.error("Could not report the init error: %s", problem)
         return 1
+    if outcome is None:
+        return 1  # deliver() logged why
+    status, reply = outcome.status, outcome.reply
     if status == 403:
         # Another worker (or an earlier attempt) already reported init failure.
         log.info("Init error already reported (403): %s", reply[:300].decode("utf-8", "replace"))
-    elif status != 202:
+    elif not outcome.delivered:
         log.error("Runtime API answered %s to the init error: %s", status,
                   reply[:300].decode("utf-8", "replace"))
     return 1
@@ -95,7 +112,7 @@ def _serve_sequentially(config: Config, handler: Any, function_log: logs.Functio
                         client: RuntimeApiClient) -> int:
     from .sequential import Backoff, Stopper, serve
 
-    invoker = Invoker(handler, function_log, process_wide=True)
+    invoker = Invoker(handler, function_log, process_wide=True, retry=config.answer_retry)
     stopper = Stopper()
     stopper.install()
     serve(client, invoker, Backoff(config.retry_initial, config.retry_max), stopper)
@@ -115,7 +132,8 @@ def _serve_concurrently(config: Config, handler: Any, function_log: logs.Functio
     if config.stall_threshold:
         from . import stalls
         stalls.watch(config.stall_threshold)
-    invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace))
+    invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace),
+                      retry=config.answer_retry)
     return concurrent.serve(config.runtime_api, invoker, size=slots,
                             drain_timeout=config.drain_timeout,
                             retry_initial=config.retry_initial, retry_max=config.retry_max,

@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import logging
-import random
 import select
 import signal
 import time
 from typing import Any, Callable
 
+from .backoff import Backoff
 from .client import InvalidInvocation, Invocation, RuntimeApiClient, RuntimeApiError, readable_now
 from .errors import SHUTDOWN_ERROR
 from .invoke import InvocationCut, Invoker
 
 log = logging.getLogger("lmi_gevent")
-
-
-class Backoff:
-    """Capped, jittered exponential delays between failed ``/next`` calls."""
-
-    def __init__(self, initial: float, cap: float) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        ceiling = min(self.cap, self.initial * 2 ** min(self.failures - 1, 30))
-        return random.uniform(ceiling / 2, ceiling)  # "equal jitter": never hot, never in step
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 def poll(client: RuntimeApiClient, backoff: Backoff, sleep: Callable[[float], Any] = time.sleep,

@@ -36,10 +36,11 @@ import time
 from typing import Any
 
 from . import errors, logs
-from .client import Invocation, RuntimeApiClient, RuntimeApiError
+from .client import Invocation, PlatformFailure, RuntimeApiClient
+from .delivery import deliver
 from .config import Config
-from .scoreboard import Scoreboard
-from .sequential import Backoff
+from .scoreboard import Scoreboard, SlotInvocation
+from .backoff import Backoff
 from .worker import ASSIGNMENT_ENV, INIT_ERROR_EXIT, PLATFORM_FAILURE_EXIT, WorkerAssignment
 
 log = logging.getLogger("lmi_gevent")
@@ -296,25 +297,30 @@ class Supervisor:
         client = RuntimeApiClient(self.config.runtime_api)
         try:
             for running in lost:
-                message = (f"RequestId: {running.request_id} Error: Runtime exited with error: "
-                           f"{why} (worker {worker.index}, pid {worker.pid}; lmi-gevent "
-                           f"replaces the worker)")
-                invocation = Invocation({"lambda-runtime-aws-request-id": running.request_id,
-                                         "lambda-runtime-deadline-ms": str(running.deadline_ms),
-                                         "lambda-runtime-invocation-id":
-                                             running.invocation_id or ""}, b"")
-                body = errors.error_body(errors.WORKER_EXIT_ERROR, message, None,
-                                         running.request_id)
-                try:
-                    status, reply = client.post_error(invocation, body, None)
-                except RuntimeApiError as problem:
-                    log.error("Could not answer %s of dead worker %d: %s", running.request_id,
-                              worker.index, problem)
-                    continue
-                log.info("Answered %s of dead worker %d with %s (Runtime API: %d).",
-                         running.request_id, worker.index, errors.WORKER_EXIT_ERROR, status)
+                self._answer_one(client, worker, running, why)
         finally:
             client.close()
+
+    def _answer_one(self, client: RuntimeApiClient, worker: Worker, running: SlotInvocation,
+                    why: str) -> None:
+        message = (f"RequestId: {running.request_id} Error: Runtime exited with error: {why} "
+                   f"(worker {worker.index}, pid {worker.pid}; lmi-gevent replaces the worker)")
+        invocation = Invocation({"lambda-runtime-aws-request-id": running.request_id,
+                                 "lambda-runtime-deadline-ms": str(running.deadline_ms),
+                                 "lambda-runtime-invocation-id": running.invocation_id or ""}, b"")
+        body = errors.error_body(errors.WORKER_EXIT_ERROR, message, None, running.request_id)
+        what = f"the error of invocation {running.request_id} (dead worker {worker.index})"
+        try:
+            # One immediate retry on a fresh connection, no waiting: the loop must stay free
+            # for signals and the other workers.
+            outcome = deliver(lambda: client.post_error(invocation, body, None), what,
+                              deadline=time.time(), policy=self.config.answer_retry)
+        except PlatformFailure as problem:
+            log.error("Could not post %s: %s", what, problem)
+            return
+        if outcome is not None:
+            log.info("Answered %s with %s (Runtime API: %d).", what, errors.WORKER_EXIT_ERROR,
+                     outcome.status)
 
     def _start_due_replacements(self) -> None:
         if self.exit_code is not None or self.stop_deadline is not None:

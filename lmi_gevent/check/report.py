@@ -49,7 +49,29 @@ def _import_summary(imported: dict[str, Any]) -> list[str]:
     early = ", ".join(imported.get("imported_before_patching") or []) or "none"
     return [f"import (patched, as the runtime does): ok in {imported['init_seconds']:.3f}s",
             f"  imported before patching: {early}",
-            f"  known non-cooperative modules loaded: {risky}"]
+            f"  known non-cooperative modules loaded: {risky}",
+            *_hooks_summary(imported.get("hooks"))]
+
+
+HOOK_NAMES = {"powertools_isolation": ("Powertools state per invocation",
+                                       "LMI_GEVENT_POWERTOOLS_ISOLATION", "powertools"),
+              "pool_sizing": ("connection pools sized for the slots", "LMI_GEVENT_POOL_SIZING",
+                              "pool_sizing")}
+
+
+def _hooks_summary(hooks: dict[str, Any] | None) -> list[str]:
+    """Which isolation hooks are on, and what each adapted when the handler was imported."""
+    if not hooks:
+        return []
+    lines = ["  isolation hooks:"]
+    for setting, (title, env, family) in HOOK_NAMES.items():
+        if not hooks["settings"].get(setting):
+            lines.append(f"    {title}: off ({env}=off)")
+            continue
+        adapted = [module for module, of in hooks["applied"].items() if of == family]
+        lines.append(f"    {title}: on, active for {', '.join(adapted)}" if adapted else
+                     f"    {title}: on (the handler imports none of its libraries)")
+    return lines
 
 
 def _run_summary(run: dict[str, Any] | None, concurrency: int) -> list[str]:

@@ -56,7 +56,8 @@ def run_handler(options: Options) -> dict[str, Any]:
         output = runtime.output()
     return {"started": True, **_timings(phases, options.concurrency),
             "failed": [failure for phase in phases.values() for failure in phase["failed"]],
-            "stalls": _stalls(output, phases), "shared_state": _shared_state(output)}
+            "stalls": _stalls(output, phases), "shared_state": _shared_state(output),
+            "small_pools": _small_pools(output)}
 
 
 def _wait_for_polls(emulator: Any, runtime: Any, concurrency: int) -> bool:
@@ -153,16 +154,27 @@ def _stalls(output: str, phases: dict[str, dict[str, Any]]) -> list[dict[str, An
 
 def _shared_state(output: str) -> list[dict[str, str]]:
     """The process state GlobalsWatch saw invocations change, from the runtime's JSON log."""
+    return [{key: str(shared[key]) for key in ("kind", "name", "module", "source", "value")
+             if key in shared} for shared in _records_with(output, "sharedState")]
+
+
+def _small_pools(output: str) -> list[dict[str, Any]]:
+    """The pools the handler sized below the slots (lmi_gevent.pools), from the runtime's log."""
+    return _records_with(output, "poolSize")
+
+
+def _records_with(output: str, key: str) -> list[dict[str, Any]]:
+    """The ``key`` objects of lmi-gevent's JSON log records in ``output``."""
     import json
 
     found = []
     for line in output.splitlines():
-        if not line.startswith("{") or '"sharedState"' not in line:
+        if not line.startswith("{") or f'"{key}"' not in line:
             continue
         try:
-            shared = json.loads(line).get("sharedState")
+            value = json.loads(line).get(key)
         except ValueError:
             continue
-        if isinstance(shared, dict):
-            found.append({key: str(shared.get(key)) for key in ("kind", "name", "module")})
+        if isinstance(value, dict):
+            found.append(value)
     return found

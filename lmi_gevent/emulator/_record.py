@@ -36,7 +36,12 @@ _COUNTERS = (
     "errors_with_type_header",
     "errors_with_xray_cause",
     "faults_applied",
+    "repeated_answers",
+    "repeated_answers_different",
     "bad_requests",
+    "streamed_responses",
+    "stream_errors",
+    "function_url_requests",
 )
 
 

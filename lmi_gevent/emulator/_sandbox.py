@@ -11,13 +11,15 @@ import json
 import random
 import time
 import uuid
+import zlib
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from gevent import get_hub
 from gevent.event import AsyncResult
+from gevent.queue import Queue
 
 from ._record import Record
 
@@ -55,13 +57,55 @@ class Settings:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
 
 
+class StreamRelay:
+    """A streamed response on its way from the runtime to the caller, chunk by chunk.
+
+    The Runtime API side ``put``s each chunk as it reads it and ``end``s the relay with the
+    trailers; the Invoke API side iterates it and writes each chunk as soon as it comes.
+    """
+
+    def __init__(self, content_type: str) -> None:
+        self.content_type = content_type
+        self._queue: Queue = Queue()
+        self.trailers: dict[str, str] = {}
+        self.ended = False
+        self.chunks = 0
+        self.bytes = 0
+        self.kept = bytearray()  # the first 64 KiB, for /_lmi/answers
+
+    def put(self, chunk: bytes) -> None:
+        self.chunks += 1
+        self.bytes += len(chunk)
+        if len(self.kept) < 65536:
+            self.kept += chunk[:65536 - len(self.kept)]
+        if not self.ended:
+            self._queue.put(chunk)
+
+    def end(self, trailers: dict[str, str]) -> None:
+        """No more chunks reach the caller (the stream finished, or was cut)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.trailers = trailers
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            yield chunk
+
+
 @dataclass(frozen=True)
 class CallerAnswer:
-    """What the Invoke API sends back to the caller of one invocation."""
+    """What the Invoke API sends back to the caller of one invocation; ``stream`` is set
+    instead of ``body`` for a streamed response."""
 
     status: int
     headers: Headers
     body: bytes
+    stream: StreamRelay | None = None
 
 
 @dataclass(frozen=True)
@@ -76,13 +120,28 @@ class Rejection:
         return json.dumps({"errorType": self.error_type, "errorMessage": self.message}).encode()
 
 
+FAULT_ACTIONS = ("status", "reset", "close")
+# How many answered request ids are remembered to recognise a repeated post.
+ANSWERED_MEMORY = 250_000
+
+
 @dataclass
 class Fault:
-    """An injected failure for the next ``remaining`` calls of one endpoint."""
+    """An injected failure of one endpoint: ``action`` is ``status`` (answer ``status`` without
+    acting), ``reset`` (drop the connection with a RST) or ``close`` (close it, FIN, without
+    answering). ``accepted`` (posts only): take the answer first, then reset instead of
+    answering 202, or close right after the 202. It applies to the next ``remaining`` calls
+    (None: no limit), each with probability ``rate`` (None: every call)."""
 
-    status: int | None
-    reset: bool
-    remaining: int
+    action: str
+    status: int | None = None
+    remaining: int | None = 1
+    rate: float | None = None
+    accepted: bool = False
+
+    @property
+    def reset(self) -> bool:
+        return self.action == "reset"
 
 
 @dataclass(eq=False)
@@ -99,6 +158,7 @@ class Invocation:
     deadline_ms: int = 0
     outcome: AsyncResult = field(default_factory=AsyncResult)
     timer: Any = None
+    relay: StreamRelay | None = None
 
     def runtime_headers(self, function_arn: str) -> Headers:
         """The headers of the /next answer that carries this invocation."""
@@ -191,6 +251,10 @@ class Sandbox:
         self._polls: OrderedDict[Poll, None] = OrderedDict()
         self._in_flight: dict[str, Invocation] = {}
         self._faults: dict[str, deque[Fault]] = {}
+        self._fault_dice = random.Random()
+        # request id -> (endpoint, crc32 of the body) of its accepted answer, so that a
+        # repeated post can be told apart from a different second answer.
+        self._answered: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._init_error_answer: CallerAnswer | None = None
         # Called (in the hub, must not block) with the recorded init error.
         self.init_error_listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -311,7 +375,11 @@ class Sandbox:
         self.record.count("timed_out")
         self.record.event("timeout", inv.request_id)
         seconds = self.settings.timeout
-        inv.outcome.set(function_error("Sandbox.Timedout", f"Task timed out after {seconds:.2f} seconds"))
+        message = f"Task timed out after {seconds:.2f} seconds"
+        if inv.relay is not None:  # the caller already has the head: cut its stream
+            inv.relay.end(_stream_error_trailers("Sandbox.Timedout", message))
+            return
+        inv.outcome.set(function_error("Sandbox.Timedout", message))
 
     @staticmethod
     def _stop_timer(inv: Invocation) -> None:
@@ -324,7 +392,66 @@ class Sandbox:
         inv = self._in_flight.get(request_id)
         echo = self._echo_state(inv, headers)
         self._log_answer(request_id, kind, headers, body, echo)
+        checked = self._check_answer(inv, request_id, echo, kind, body)
+        if not isinstance(checked, Invocation):
+            return checked
+        if kind == "error":
+            return self._take_error(checked, headers, body)
+        return self._take_response(checked, headers, body)
+
+    def start_stream(self, request_id: str, headers: dict[str, str]) -> Rejection | StreamRelay:
+        """A streamed POST /response began: the caller gets the head now and each chunk as
+        the runtime sends it. Finish with :meth:`end_stream`."""
+        inv = self._in_flight.get(request_id)
+        echo = self._echo_state(inv, headers)
+        # A stream cannot be compared before it is read: a repeated one counts as a repeat of
+        # the same answer (see _count_repeat).
+        checked = self._check_answer(inv, request_id, echo, "stream", b"")
+        if not isinstance(checked, Invocation):
+            self._log_answer(request_id, "response", headers, b"", echo)
+            return checked
+        relay = StreamRelay(headers.get("content-type") or "application/octet-stream")
+        checked.relay = relay
+        self.record.count("streamed_responses")
+        self.record.event("stream_start", request_id)
+        answer_headers = (
+            ("Content-Type", relay.content_type),
+            ("X-Amz-Executed-Version", "$LATEST"),
+            ("X-Amzn-RequestId", request_id),
+        )
+        checked.outcome.set(CallerAnswer(200, answer_headers, b"", relay))
+        return relay
+
+    def end_stream(self, request_id: str, headers: dict[str, str], relay: StreamRelay,
+                   trailers: dict[str, str], *, truncated: bool = False) -> Rejection | None:
+        """The streamed answer's body ended (with ``trailers``, or cut short)."""
+        if truncated:
+            trailers = _stream_error_trailers("Runtime.TruncatedResponse",
+                                              "the runtime's stream ended without its last chunk")
+        relay.end(trailers)
+        inv = self._in_flight.get(request_id)
+        self._log_answer(request_id, "response", {**headers, **trailers}, bytes(relay.kept),
+                         self._echo_state(inv, headers), body_bytes=relay.bytes)
+        if "lambda-runtime-function-error-type" in trailers:
+            self.record.count("stream_errors")
+        if inv is None or inv.relay is not relay:
+            return None
+        if inv.state == "timed_out":
+            self._finish(inv, "late_answer")
+            self.record.count("late_answers")
+            return Rejection(410, "InvokeTimeout", "Invoke timeout")
+        self.record.count("responses")
+        self._remember_answer(inv, "stream", b"")
+        self._finish(inv, "stream")
+        if truncated:
+            return Rejection(400, "TruncatedHTTPRequest", "the streamed response was cut short")
+        return None
+
+    def _check_answer(self, inv: Invocation | None, request_id: str, echo: str | None,
+                      kind: str, body: bytes) -> Invocation | Rejection | None:
+        """The invocation an answer may go to, or the Runtime API's refusal."""
         if inv is None:
+            self._count_repeat(request_id, kind, body)
             self.record.count("invalid_request_ids")
             return Rejection(400, "InvalidRequestID", "Invalid request ID")
         if inv.state == "timed_out":
@@ -338,9 +465,7 @@ class Sandbox:
             return Rejection(410, "InvokeTimeout", "Invoke timeout")
         if echo == "missing":
             self.record.count("invocation_id_missing")  # RIE accepts it; we only count it
-        if kind == "error":
-            return self._take_error(inv, headers, body)
-        return self._take_response(inv, headers, body)
+        return inv
 
     def _take_response(self, inv: Invocation, headers: dict[str, str], body: bytes) -> Rejection | None:
         if len(body) > MAX_RESPONSE_BYTES:
@@ -358,6 +483,7 @@ class Sandbox:
             ("X-Amzn-RequestId", inv.request_id),
         )
         self.record.count("responses")
+        self._remember_answer(inv, "response", body)
         self._finish(inv, "response", CallerAnswer(200, answer_headers, body))
         return None
 
@@ -373,8 +499,24 @@ class Sandbox:
         if "lambda-runtime-function-xray-error-cause" in headers:
             self.record.count("errors_with_xray_cause")
         self.record.count("errors")
+        self._remember_answer(inv, "error", body)
         self._finish(inv, "error", _unhandled(body, error_type or "Unhandled"))
         return None
+
+    def _count_repeat(self, request_id: str, kind: str, body: bytes) -> None:
+        accepted = self._answered.get(request_id)
+        if accepted is None:
+            return
+        self.record.count("repeated_answers")
+        if accepted != (kind, zlib.crc32(body)):
+            # A second, different answer: the runtime broke "one answer per invocation".
+            self.record.count("repeated_answers_different")
+            self.record.event("repeat_different", request_id, endpoint=kind)
+
+    def _remember_answer(self, inv: Invocation, kind: str, body: bytes) -> None:
+        self._answered[inv.request_id] = (kind, zlib.crc32(body))
+        if len(self._answered) > ANSWERED_MEMORY:
+            self._answered.popitem(last=False)
 
     def _finish(self, inv: Invocation, how: str, answer: CallerAnswer | None = None) -> None:
         del self._in_flight[inv.request_id]
@@ -396,14 +538,14 @@ class Sandbox:
         return "ok" if echoed == inv.invocation_id else "mismatch"
 
     def _log_answer(self, request_id: str, kind: str, headers: dict[str, str], body: bytes,
-                    echo: str | None) -> None:
+                    echo: str | None, body_bytes: int | None = None) -> None:
         self.record.answers.append({
             "t": time.monotonic(),
             "endpoint": kind,
             "request_id": request_id,
             "headers": dict(headers),
             "body": body[:65536].decode("utf-8", "replace"),
-            "body_bytes": len(body),
+            "body_bytes": len(body) if body_bytes is None else body_bytes,
             "invocation_id_echo": echo,
             "error_type_header": headers.get("lambda-runtime-function-error-type"),
             "xray_cause_present": "lambda-runtime-function-xray-error-cause" in headers,
@@ -443,16 +585,27 @@ class Sandbox:
         self._faults.clear()
 
     def take_fault(self, endpoint: str) -> Fault | None:
+        """The fault to apply to this call of ``endpoint``, if any (the first that fires)."""
         pending = self._faults.get(endpoint)
         if not pending:
             return None
-        fault = pending[0]
-        fault.remaining -= 1
-        if fault.remaining <= 0:
-            pending.popleft()
-        self.record.count("faults_applied")
-        self.record.event("fault", endpoint=endpoint, status=fault.status, reset=fault.reset)
-        return fault
+        for fault in pending:
+            if fault.rate is not None and self._fault_dice.random() >= fault.rate:
+                continue
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    pending.remove(fault)
+            self.record.count("faults_applied")
+            self.record.count(f"faults_{endpoint}_{fault.action}{'_accepted' if fault.accepted else ''}")
+            self.record.event("fault", endpoint=endpoint, action=fault.action, status=fault.status,
+                              accepted=fault.accepted)
+            return fault
+        return None
+
+    def seed_faults(self, seed: int) -> None:
+        """Make the rate-based faults repeat the same pattern."""
+        self._fault_dice.seed(seed)
 
     def pending_faults(self) -> dict[str, list[dict[str, Any]]]:
         return {name: [vars(f).copy() for f in faults] for name, faults in self._faults.items() if faults}
@@ -471,6 +624,12 @@ class Sandbox:
         }
         stats["faults_pending"] = self.pending_faults()
         return stats
+
+
+def _stream_error_trailers(error_type: str, message: str) -> dict[str, str]:
+    document = json.dumps({"errorType": error_type, "errorMessage": message, "stackTrace": []})
+    return {"lambda-runtime-function-error-type": error_type,
+            "lambda-runtime-function-error-body": base64.b64encode(document.encode()).decode()}
 
 
 def _is_json_object(body: bytes) -> bool:

@@ -44,3 +44,14 @@ def test_the_supervisor_never_imports_gevent() -> None:
                            "c.load({'AWS_LAMBDA_RUNTIME_API': 'h:1', "
                            "'AWS_LAMBDA_MAX_CONCURRENCY': '8'})[0].worker_count()")
     assert "gevent" not in loaded and "ssl" not in loaded
+
+
+@pytest.mark.parametrize("statement", ["import lmi_gevent.http", "import lmi_gevent.streaming"])
+def test_the_http_adapter_and_streaming_import_no_gevent_and_no_web_stack(statement: str) -> None:
+    # A handler module imports these at its import, which in sequential mode must never bring
+    # gevent in (invariant 2); they need neither a web framework nor an HTTP client.
+    unwanted = {"gevent", "ssl", "urllib3", "requests", "concurrent.futures", "http.client", "asyncio"}
+    assert set(modules_after(statement)) & unwanted == set()
+    code = f"import sys\n{statement}\nprint([m for m in ('flask', 'django', 'werkzeug') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "[]"
