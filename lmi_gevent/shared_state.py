@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from types import FunctionType, ModuleType
 from typing import Any
 
 GLOBALS_ENV = "LMI_GEVENT_CHECK_GLOBALS"  # internal: set by check for the runtime it starts
@@ -17,7 +18,8 @@ GLOBALS_ENV = "LMI_GEVENT_CHECK_GLOBALS"  # internal: set by check for the runti
 class GlobalsWatch:
     """Process state that invocations change, which one process shares between them: the
     globals of the handler's module that invocations rebind (``global x; x = ...``), the
-    working directory and environment variables.
+    working directory and environment variables; and the invocation's own values left in
+    module-level objects after it ended (:mod:`lmi_gevent.state_finder`).
 
     Under the official client each slot is a process with its own copy of all three; in
     concurrent mode the invocations running beside each other overwrite them. After each
@@ -30,6 +32,7 @@ class GlobalsWatch:
         self.module = module
         self.previous: dict[tuple[str, str], Any] | None = None
         self.reported: set[tuple[str, str]] = set()
+        self.searched = False
 
     def wrap(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def watched(event: Any, context: Any) -> Any:
@@ -37,8 +40,51 @@ class GlobalsWatch:
                 return handler(event, context)
             finally:
                 self.after_invocation()
+                self.find_left_values(event, context)
 
         return watched
+
+    def find_left_values(self, event: Any, context: Any) -> None:
+        """Report each module-level place that holds this invocation's own values.
+
+        One invocation is enough to leave its values behind, and the walk costs milliseconds
+        of CPU over a large object graph (a boto3 client's), which would skew check's timing
+        of the later invocations: only the first invocation (check's warm-up) is searched.
+        """
+        if self.searched:
+            return
+        self.searched = True
+        import logging
+
+        import gevent
+
+        from .state_finder import find_left_values, invocation_marks
+
+        request_id, marks = invocation_marks(event, context)
+        for left in find_left_values(self._roots(), request_id, marks, pause=lambda: gevent.sleep(0)):
+            key = ("value", left.place)
+            if key in self.reported:
+                continue
+            self.reported.add(key)
+            logging.getLogger("lmi_gevent").warning(
+                "An invocation left %s in %s (%s) after it ended; in concurrent mode every "
+                "invocation shares that object.", left.source, left.path, left.value,
+                extra={"sharedState": {"kind": "value", "name": left.path,
+                                       "module": self.module.__name__, "source": left.source,
+                                       "value": left.value}})
+
+    def _roots(self) -> dict[str, Any]:
+        """The handler module's globals worth searching: objects, and its own classes."""
+        roots: dict[str, Any] = {}
+        for name, value in vars(self.module).items():
+            if name.startswith("__") or isinstance(value, (ModuleType, FunctionType)):
+                continue
+            if isinstance(value, type):
+                if value.__module__ == self.module.__name__:
+                    roots[name] = dict(vars(value))
+                continue
+            roots[name] = value
+        return roots
 
     def snapshot(self) -> dict[tuple[str, str], Any]:
         state: dict[tuple[str, str], Any] = {

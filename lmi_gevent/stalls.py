@@ -56,6 +56,7 @@ import gevent
 import gevent.events
 import greenlet
 
+from . import scoreboard
 from .context import REQUEST_ID, TENANT_ID
 
 log = logging.getLogger("lmi_gevent")
@@ -268,6 +269,11 @@ class StallDetector:
             lines.append(f"Reported again at {next_report:.0f}s if it lasts "
                          f"(LMI_GEVENT_WEDGE_AFTER).")
         message = "\n".join(lines)
+        # In a supervised worker: what the supervisor logs if it replaces this process.
+        scoreboard.write_wedge_report(
+            f"invocation {holder.request_id or '-'} held the event loop for "
+            f"{holder.seconds:.1f}s at {where}; stack (innermost first): "
+            + " <- ".join(f"{f.filename}:{f.lineno} in {f.function}" for f in reversed(stack)))
         write_without_hub(logging.ERROR, message, holder.request_id, {"wedge": {
             "requestId": holder.request_id, "seconds": round(holder.seconds, 3), "site": where,
             "stack": [f"{f.filename}:{f.lineno} in {f.function}" for f in stack]}})

@@ -69,22 +69,51 @@ def run_findings(run: dict[str, Any], options: Options) -> list[Finding]:
     if overlapped is False:
         findings.append(_no_overlap_finding(run, options.concurrency))
     findings += [_shared_state_finding(shared) for shared in run.get("shared_state", [])]
+    findings += [_small_pool_finding(pool) for pool in run.get("small_pools", [])]
     return findings
 
 
+def _small_pool_finding(pool: dict[str, Any]) -> Finding:
+    return Finding(
+        "warning", "small-pool",
+        f"the handler sets {pool.get('library')} {pool.get('setting')}={pool.get('size')}, "
+        f"below the {pool.get('slots')} invocations one process serves at once: a client "
+        "shared by every invocation then opens a connection for each invocation past the "
+        "pool and discards it afterwards (\"Connection pool is full\"), a new TLS handshake "
+        "each time against a real endpoint",
+        f"leave {pool.get('setting')} unset (lmi-gevent sizes it to the slots, "
+        "LMI_GEVENT_POOL_SIZING) or make it at least the slots")
+
+
 def _shared_state_finding(shared: dict[str, str]) -> Finding:
+    if shared["kind"] == "value":
+        return _left_value_finding(shared)
     what = {"global": f"rebind the module global `{shared['name']}` of {shared['module']}",
             "cwd": "change the working directory (os.chdir)",
             "env": f"set the environment variable `{shared['name']}`"}.get(shared["kind"],
                                                                          shared["name"])
     return Finding(
         "warning", f"shared-{shared['kind']}",
-        f"invocations {what}: in concurrent mode every invocation shares it, so the "
-        "invocations running beside one another overwrite each other's value (under the "
-        "official client each slot was a process with its own copy)",
+        f"invocations {what}: in concurrent mode every invocation of a worker process "
+        "shares it, so the invocations running beside one another overwrite each other's "
+        "value (under the official client each slot was a process with its own copy)",
         "keep per-invocation values in local variables, the event or `contextvars`; pass "
         "paths and settings explicitly instead of through the working directory or the "
         "environment; a module-level cache or client shared on purpose is fine")
+
+
+def _left_value_finding(shared: dict[str, str]) -> Finding:
+    return Finding(
+        "warning", "shared-value",
+        f"invocations leave {shared.get('source', 'their own values')} in "
+        f"`{shared['name']}` (found {shared.get('value', '?')} there after one ended): that "
+        f"object, reachable from {shared['module']}'s globals, is shared by every invocation "
+        "in concurrent mode, so the invocations running at once read and overwrite each "
+        "other's (under the official client each slot was a process with its own copy)",
+        "pass per-invocation values along as arguments or keep them in local variables; "
+        "where a framework object must hold them, keep them in a `contextvars.ContextVar` "
+        "(each invocation has its own context); a cache of values computed for any "
+        "invocation is fine")
 
 
 def _grouped(failures: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:

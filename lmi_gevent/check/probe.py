@@ -16,6 +16,9 @@ from .risks import loaded_risks
 
 INIT_TIMEOUT = 130.0  # the platform's init timeout on Managed Instances (at least)
 PROBE_FLAG = "--probe-import"  # internal: the subprocess side
+# The settings of the hooks that adapt libraries as the handler imports them (config.py).
+HOOK_SETTINGS = ("powertools_isolation", "pool_sizing", "psycopg2_wait_callback",
+                 "grpc_gevent")
 
 
 def import_handler(options: Options) -> dict[str, Any]:
@@ -60,10 +63,10 @@ def probe_import(out_path: str, handler: str) -> int:
     problems = [p for p in problems if p.env != "AWS_LAMBDA_RUNTIME_API"]
     early: list[str] = []
     if not problems:
-        from ..cooperation import install
         from ..patching import patch_all
         early = patch_all()
-        install(psycopg2=config.psycopg2_wait_callback, grpc=config.grpc_gevent)  # as the runtime
+        from ..runtime import install_library_hooks
+        install_library_hooks(config)  # as the runtime does
     import json
     import time
 
@@ -71,10 +74,19 @@ def probe_import(out_path: str, handler: str) -> int:
     error = _config_error(problems) if problems else _load(handler, config.task_root)
     seconds = time.perf_counter() - started
     result = {"init_seconds": round(seconds, 6), "error": error,
-              "imported_before_patching": early, "non_cooperative": loaded_risks(sys.modules)}
+              "imported_before_patching": early, "non_cooperative": loaded_risks(sys.modules),
+              "hooks": _hooks(config)}
     with open(out_path, "w", encoding="utf-8") as out:
         json.dump(result, out)
     return 0
+
+
+def _hooks(config: Any) -> dict[str, Any]:
+    """The library hooks' settings, and the modules each one adapted at import."""
+    from ..isolation import APPLIED
+
+    return {"settings": {name: getattr(config, name) for name in HOOK_SETTINGS},
+            "applied": dict(sorted(APPLIED.items()))}
 
 
 def _load(handler: str, task_root: str | None) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ def render_text(report: dict[str, Any]) -> str:
     lines = [title, ""]
     lines += _import_summary(report["import"])
     lines += _run_summary(report["run"], report["concurrency"])
+    lines += _workers_summary(report["workers"])
     lines.append("")
     for finding in report["findings"]:
         lines.append(f"{finding['severity'].upper():8} {finding['message']}")
@@ -30,6 +31,17 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _workers_summary(workers: dict[str, Any]) -> list[str]:
+    if workers["count"] is None:
+        return [f"workers: {workers['problem']}"]
+    count, shares = workers["count"], workers["slots_per_worker"]
+    return [f"workers: here the runtime would start {count} worker process(es) x "
+            f"{'/'.join(map(str, sorted(set(shares), reverse=True)))} slot(s) "
+            f"(LMI_GEVENT_WORKERS={workers['setting']}); the run above used one process.",
+            "  module globals, caches and clients are per worker process (as they are per "
+            "process under awslambdaric): each worker imports the handler and runs its init."]
+
+
 def _import_summary(imported: dict[str, Any]) -> list[str]:
     if imported.get("error") is not None:
         return ["import (patched, as the runtime does): FAILED"]
@@ -37,7 +49,29 @@ def _import_summary(imported: dict[str, Any]) -> list[str]:
     early = ", ".join(imported.get("imported_before_patching") or []) or "none"
     return [f"import (patched, as the runtime does): ok in {imported['init_seconds']:.3f}s",
             f"  imported before patching: {early}",
-            f"  known non-cooperative modules loaded: {risky}"]
+            f"  known non-cooperative modules loaded: {risky}",
+            *_hooks_summary(imported.get("hooks"))]
+
+
+HOOK_NAMES = {"powertools_isolation": ("Powertools state per invocation",
+                                       "LMI_GEVENT_POWERTOOLS_ISOLATION", "powertools"),
+              "pool_sizing": ("connection pools sized for the slots", "LMI_GEVENT_POOL_SIZING",
+                              "pool_sizing")}
+
+
+def _hooks_summary(hooks: dict[str, Any] | None) -> list[str]:
+    """Which isolation hooks are on, and what each adapted when the handler was imported."""
+    if not hooks:
+        return []
+    lines = ["  isolation hooks:"]
+    for setting, (title, env, family) in HOOK_NAMES.items():
+        if not hooks["settings"].get(setting):
+            lines.append(f"    {title}: off ({env}=off)")
+            continue
+        adapted = [module for module, of in hooks["applied"].items() if of == family]
+        lines.append(f"    {title}: on, active for {', '.join(adapted)}" if adapted else
+                     f"    {title}: on (the handler imports none of its libraries)")
+    return lines
 
 
 def _run_summary(run: dict[str, Any] | None, concurrency: int) -> list[str]:

@@ -48,7 +48,10 @@ def run_handler(options: Options) -> dict[str, Any]:
                 "LMI_GEVENT_DRAIN_TIMEOUT": f"{DRAIN_TIMEOUT:g}",
                 # Stall reports are parsed from JSON records; WARN keeps them from being
                 # filtered out by a stricter level in the caller's environment.
-                "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN"})
+                "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN",
+                # One process: N at once must overlap by cooperation alone, not because
+                # worker processes ran on other cores (the report names K separately).
+                "LMI_GEVENT_WORKERS": "1"})
     argv = [sys.executable, "-m", "lmi_gevent", options.handler]
     with Emulator(concurrency=options.concurrency, timeout=options.timeout) as emulator:
         runtime = emulator.start_runtime(argv, env=env, cwd=options.root)
@@ -69,7 +72,8 @@ def run_handler(options: Options) -> dict[str, Any]:
             "failed": [failure for phase in phases.values() for failure in phase["failed"]
                        if not is_timeout(failure)],
             "timed_out": timed_out(output, phases),
-            "stalls": _stalls(output, phases), "shared_state": _shared_state(output)}
+            "stalls": _stalls(output, phases), "shared_state": _shared_state(output),
+            "small_pools": _small_pools(output)}
 
 
 _NOT_RUN: dict[str, Any] = {"dispatched": {}, "answered": {}, "failed": [], "timed_out": []}
@@ -196,16 +200,27 @@ def _stalls(output: str, phases: dict[str, dict[str, Any]]) -> list[dict[str, An
 
 def _shared_state(output: str) -> list[dict[str, str]]:
     """The process state GlobalsWatch saw invocations change, from the runtime's JSON log."""
+    return [{key: str(shared[key]) for key in ("kind", "name", "module", "source", "value")
+             if key in shared} for shared in _records_with(output, "sharedState")]
+
+
+def _small_pools(output: str) -> list[dict[str, Any]]:
+    """The pools the handler sized below the slots (lmi_gevent.pools), from the runtime's log."""
+    return _records_with(output, "poolSize")
+
+
+def _records_with(output: str, key: str) -> list[dict[str, Any]]:
+    """The ``key`` objects of lmi-gevent's JSON log records in ``output``."""
     import json
 
     found = []
     for line in output.splitlines():
-        if not line.startswith("{") or '"sharedState"' not in line:
+        if not line.startswith("{") or f'"{key}"' not in line:
             continue
         try:
-            shared = json.loads(line).get("sharedState")
+            value = json.loads(line).get(key)
         except ValueError:
             continue
-        if isinstance(shared, dict):
-            found.append({key: str(shared.get(key)) for key in ("kind", "name", "module")})
+        if isinstance(value, dict):
+            found.append(value)
     return found
