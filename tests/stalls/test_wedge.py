@@ -167,3 +167,25 @@ def test_the_usual_stall_record_follows_when_the_block_ends(task_root, emulator_
     assert len(stalls) == 1 and stalls[0]["requestId"] == blocked
     assert stalls[0]["stall"]["seconds"] >= 1.3
     assert records(runtime, "stop") == []  # the stop watch only waited
+
+
+def test_a_supervisor_replacing_a_wedged_worker_logs_what_the_wedge_monitor_saw(
+        task_root, emulator_factory) -> None:
+    # Two worker processes (the multi-core mode): the wedged one's monitor fills its wedge
+    # report, which the supervisor logs when it replaces the worker.
+    root = task_root(app=APP)
+    emulator = emulator_factory(concurrency=4, timeout=1)
+    runtime = start_runtime(emulator, root, concurrency=4, env={
+        "LMI_GEVENT_WORKERS": "2", "AWS_LAMBDA_LOG_LEVEL": "INFO",
+        "LMI_GEVENT_STALL_THRESHOLD": "0.1", "LMI_GEVENT_WEDGE_AFTER": "3",
+        "LMI_GEVENT_DEADLINE_GRACE": "1", "LMI_GEVENT_WORKER_HEARTBEAT": "0.1"})
+    stuck = emulator.invoke({"read": True}, timeout=20)
+    assert stuck.function_error == "Unhandled"  # the platform's own timeout, after 1 s
+
+    output = runtime.wait_for_output("Killing and replacing it.", timeout=20)
+    blocked = records(runtime, "blocking")[0]["blocking"]
+    assert (f"last wedge report: invocation {blocked} held the event loop for" in output
+            and f"at {root / 'app.py'}:{READ_LINE}; stack (innermost first): "
+                f"{root / 'app.py'}:{READ_LINE} in handler" in output), output
+    emulator.wait_for(lambda stats: stats["open_polls"] == 4, timeout=20)  # capacity is back
+    runtime.stop()
