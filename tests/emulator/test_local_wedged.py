@@ -53,7 +53,7 @@ def test_ctrl_c_ends_a_wedged_runtime_and_every_process_it_started(task_root) ->
     local = subprocess.Popen(
         [sys.executable, "-m", "lmi_gevent.emulator.local", "app.handler", "--port", "0",
          "--concurrency", "2", "--timeout", "2", "--env", "LMI_GEVENT_DRAIN_TIMEOUT=1",
-         "--env", "AWS_LAMBDA_LOG_FORMAT=JSON"],
+         "--env", "AWS_LAMBDA_LOG_FORMAT=JSON", "--env", "LMI_GEVENT_WORKERS=1"],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, text=True)
     lines: list[str] = []
