@@ -116,12 +116,20 @@ def invoke_overlapping(emulator: Any) -> list[dict[str, str]]:
 
 
 def records(output: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(Logger records saying "processed", EMF blobs) in a runtime's output."""
+    """(Logger records saying "processed", EMF blobs) in a runtime's output.
+
+    The official client's worker processes share the test's stdout pipe, and print() writes a
+    record and its newline separately, so two processes' records can end up on one line:
+    every JSON object is decoded where it starts, wherever the line breaks fell.
+    """
+    decoder = json.JSONDecoder()
     logs, blobs = [], []
-    for line in output.splitlines():
+    at = 0
+    while (start := output.find("{", at)) >= 0:
         try:
-            record = json.loads(line)
+            record, at = decoder.raw_decode(output, start)
         except ValueError:
+            at = start + 1
             continue
         if not isinstance(record, dict):
             continue
