@@ -98,7 +98,9 @@ def soak(load: LoadGenerator, invocations: int, concurrency: int, rate: float | 
     run = SoakRun("off" if rate is None else f"{rate:g} per kind", invocations, concurrency)
     with Emulator(concurrency=concurrency, timeout=FUNCTION_TIMEOUT, max_answers=10,
                   max_events=1000) as emulator:
-        runtime = emulator.start_runtime(LMI_GEVENT.argv(HANDLER), env=environment(concurrency),
+        runtime = emulator.start_runtime(LMI_GEVENT.argv(HANDLER),
+                                         # one process (LMI_GEVENT.env): its RSS is the runtime's
+                                         env={**environment(concurrency), **LMI_GEVENT.env},
                                          cwd=PROJECT_ROOT)
         emulator.wait_for(lambda stats: stats["open_polls"] >= concurrency, timeout=60)
         if rate is not None:

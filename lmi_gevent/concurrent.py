@@ -252,7 +252,7 @@ def serve(address: str, invoker: Invoker, *, size: int, drain_timeout: float,
                    "slotsPerProcess": [size]})
     # The first beat tells the supervisor that this worker's signal handlers are installed.
     scoreboard.current().beat()
-    if heartbeat > 0:
+    if heartbeat > 0 and scoreboard.current().supervised:  # nobody reads one process's beats
         slots.heartbeat = beat_while_serving(slots.hub, heartbeat)
     slots.start()
     slots.wait()

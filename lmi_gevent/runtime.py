@@ -63,8 +63,10 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
 
     try:
         if config.concurrent:
-            return _serve_concurrently(config, handler, function_log, client, slots,
+            code = _serve_concurrently(config, handler, function_log, client, slots,
                                        pool_record=worker is None)
+            # The slots end with 1 only for a platform failure; a supervisor must hear of it.
+            return PLATFORM_FAILURE_EXIT if worker is not None and code == 1 else code
         return _serve_sequentially(config, handler, function_log, client)
     except PlatformFailure as failure:
         log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)

@@ -106,6 +106,8 @@ class Scoreboard:
 class WorkerRecord:
     """A worker's side: its own record, mapped from the descriptor the supervisor passed."""
 
+    supervised = True
+
     def __init__(self, fd: int, index: int, slot_table: int = 0) -> None:
         size = os.fstat(fd).st_size
         self.memory = mmap.mmap(fd, size)
@@ -162,6 +164,8 @@ class WorkerRecord:
 
 class NoRecord:
     """The record of a process that has no supervisor (one process, sequential mode)."""
+
+    supervised = False
 
     def begin(self, slot: int, request_id: str, invocation_id: str | None,
               deadline_ms: int) -> None:

@@ -36,11 +36,11 @@ import time
 from typing import Any
 
 from . import errors, logs
-from .client import Invocation, PlatformFailure, RuntimeApiClient
-from .delivery import deliver
-from .config import Config
-from .scoreboard import Scoreboard, SlotInvocation
 from .backoff import Backoff
+from .client import Invocation, PlatformFailure, RuntimeApiClient
+from .config import Config
+from .delivery import deliver
+from .scoreboard import Scoreboard, SlotInvocation
 from .worker import ASSIGNMENT_ENV, INIT_ERROR_EXIT, PLATFORM_FAILURE_EXIT, WorkerAssignment
 
 log = logging.getLogger("lmi_gevent")

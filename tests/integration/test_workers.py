@@ -340,3 +340,26 @@ def test_each_worker_connects_to_the_log_socket_itself_and_lines_stay_whole(emul
     assert seen == pids and total == 8 * 20
     assert "line " not in runtime.output()  # the workers' output went to the socket only
     assert "Starting 2 worker processes" in runtime.output()  # the supervisor's own stdout
+
+
+@needs_proc
+def test_a_platform_failure_in_one_worker_stops_the_runtime(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    emulator = emulator_factory(concurrency=4, timeout=5)
+    runtime = start_runtime(emulator, app, concurrency=4, env=workers_env())
+    workers = worker_pids(runtime.pid)
+    emulator.inject("response", status=500)
+    emulator.invoke({})
+    assert runtime.wait(15) == 1, runtime.output()
+    assert "met a non-recoverable platform failure; exiting" in runtime.output()
+    assert not [pid for pid in workers if alive(pid)]
+
+
+def test_an_invalid_worker_count_is_a_configuration_init_error_naming_it(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    emulator = emulator_factory(concurrency=4, timeout=10)
+    runtime = start_runtime(emulator, app, concurrency=4, wait=False,
+                            env={"LMI_GEVENT_WORKERS": "lots"})
+    assert runtime.wait(20) == 1, runtime.output()
+    posted_type, body = init_error(emulator)
+    assert posted_type == "Runtime.ConfigurationError"
+    assert "LMI_GEVENT_WORKERS" in body["errorMessage"] and "'lots'" in body["errorMessage"]
+    assert "Starting" not in runtime.output()  # no supervisor, no worker
