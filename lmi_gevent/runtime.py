@@ -41,11 +41,16 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     sys.path.insert(0, config.task_root or os.getcwd())
     if config.concurrent:
         install_library_hooks(config)
+    if config.sentry_integration:  # both modes: the integration misses awslambdaric in both
+        from . import sentry
+        sentry.install()
     try:
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
         body, _ = errors.describe_exception(problem)
         return report_init_error(client, function_log, body, config.answer_retry)
+    if config.sentry_integration:
+        handler = sentry.wrap_handler(handler)
 
     try:
         if config.concurrent:
