@@ -3,6 +3,7 @@
     python -m bench                 # the full plan (~15 min), writes docs/bench.md and bench.png
     python -m bench --quick         # under a minute: checks that the bench works
     python -m bench --out DIR       # write the report somewhere else
+    python -m bench soak            # 100,000 invocations at N=64, platform faults off and on
 
 Needs the ``bench`` extra (awslambdaric, psutil, matplotlib, requests). Every process it
 starts is stopped before it exits, on errors and on SIGTERM/SIGINT too.
@@ -26,7 +27,7 @@ from .runtimes import AWSLAMBDARIC, LMI_GEVENT
 from .scenarios import FULL, QUICK, Bench, Plan
 from .services import PROJECT_ROOT, LoadGenerator, Upstream
 
-SCENARIOS = ("sequential", "concurrent", "cpu")
+SCENARIOS = ("sequential", "concurrent", "cpu", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +107,8 @@ def run(plan: Plan, only: list[str] | None) -> Bench:
             bench.concurrency_levels()
         if "cpu" in wanted:
             bench.cpu_bound()
+        if "app" in wanted:
+            bench.app_memory()
     return bench
 
 
@@ -121,6 +124,11 @@ def rewrite_report(source: str, out_dir: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["soak"]:
+        from . import soak
+
+        return soak.main(arguments[1:])
     args = build_parser().parse_args(argv)
     if args.from_json:
         return rewrite_report(args.from_json, args.out)

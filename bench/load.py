@@ -179,13 +179,15 @@ def run_job(job: Job, emit: Any) -> dict[str, Any]:
     gevent.sleep(max(0.0, window.start - time.perf_counter()))
     emit({"event": "measuring"})
     cpu_before = _cpu_seconds()
-    gevent.sleep(max(0.0, window.end - time.perf_counter()))
+    # Callers also stop once max_requests were issued (the soak counts invocations, not time).
+    gevent.joinall(callers, timeout=max(0.0, window.end - time.perf_counter()))
+    measured = min(job.duration, time.perf_counter() - window.start)
     cpu_used = _cpu_seconds() - cpu_before
     emit({"event": "window_closed"})
     # The last calls finish within one handler duration; the timeout bounds a stuck one.
     gevent.joinall(callers, timeout=job.timeout)
     gevent.killall(callers, timeout=2)
-    return summarize(window, job.duration, cpu_used)
+    return summarize(window, measured, cpu_used)
 
 
 def summarize(window: Window, duration: float, cpu_seconds: float) -> dict[str, Any]:

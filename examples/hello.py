@@ -2,5 +2,5 @@
 
 
 def handler(event, context):
-    name = event.get("name", "world") if isinstance(event, dict) else "world"
+    name = event.get("name", "world")
     return {"message": f"Hello, {name}!", "request_id": context.aws_request_id}

@@ -3,8 +3,9 @@
 What users rely on (PROTOCOL.md): JSON events are decoded and other content types arrive as
 raw bytes; a ``bytes`` return is sent raw as ``application/unknown``; ``Decimal`` is written as
 the exact number it holds; namedtuples become objects; ``", "``/``": "`` separators; NaN and
-Infinity allowed. ujson is the fast path; the stdlib ``json`` module is consulted only when
-ujson fails, so error messages keep the familiar ``Expecting value: line 1 column 1`` shape.
+Infinity allowed. ujson is the fast path; simplejson, the official client's decoder, is
+consulted only when ujson fails, so an ``Runtime.UnmarshalError`` reads byte for byte as the
+official client's.
 """
 
 from __future__ import annotations
@@ -56,8 +57,13 @@ def decode_event(body: bytes, content_type: str | None) -> Any:
         return ujson.loads(body)
     except (ValueError, TypeError, OverflowError):
         pass
+    # The official client decodes with simplejson: asking it settles what ujson refused
+    # (a BOM, a huge number) and words the error byte for byte as the official client does.
+    # Imported here, on the rare failure path only.
+    import simplejson
+
     try:
-        return json.loads(body)
+        return simplejson.loads(body)
     except Exception as problem:  # noqa: BLE001 - every decode failure is the same fault
         raise RuntimeFault(UNMARSHAL_ERROR, f"Unable to unmarshal input: {problem}") from None
 

@@ -36,6 +36,12 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -55,7 +61,12 @@ def test_first_command_runs_the_hello_handler_and_curl_gets_its_answer() -> None
     # The install steps are the fresh machine's; here the package is installed already, in the
     # environment running these tests, so its bin directory stands in for .venv/bin.
     command = run_line.rsplit("&& ", 1)[1].replace(".venv/bin/", str(Path(sys.executable).parent) + "/")
-    port = int(re.search(r"127\.0\.0\.1:(\d+)/", curl_line).group(1))
+    # The README's line as written, on a port that is free here rather than 8080.
+    readme_port = re.search(r"//localhost:(\d+)/", curl_line).group(1)
+    assert "--port" not in command and readme_port == "8080", (command, curl_line)
+    port = _free_port()
+    command += f" --port {port}"
+    curl_line = curl_line.replace(f"localhost:{readme_port}/", f"localhost:{port}/")
     process = subprocess.Popen(shlex.split(command), cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -27,6 +27,7 @@ runtime's bootstrap does.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -60,6 +61,22 @@ def main(argv: list[str]) -> int:
     return 1 if report["blockers"] else 0
 
 
+def deployed_workers(concurrency: int) -> dict[str, Any]:
+    """The worker processes the runtime would start here with this environment and N."""
+    from .. import config as settings
+    from ..supervisor import slot_shares
+
+    env = dict(os.environ, AWS_LAMBDA_RUNTIME_API="127.0.0.1:9001",
+               AWS_LAMBDA_MAX_CONCURRENCY=str(concurrency))
+    loaded, problems = settings.load(env)
+    if problems:
+        return {"count": None, "setting": env.get("LMI_GEVENT_WORKERS"),
+                "problem": str(problems[0])}
+    count = loaded.worker_count()
+    return {"count": count, "setting": str(loaded.workers),
+            "slots_per_worker": slot_shares(concurrency, count)}
+
+
 def run_check(options: Options) -> dict[str, Any]:
     """Steps 1-3; the report as a JSON-ready dict."""
     findings: list[Finding] = []
@@ -74,6 +91,7 @@ def run_check(options: Options) -> dict[str, Any]:
     return {
         "handler": options.handler, "root": options.root, "event": options.event_name,
         "concurrency": options.concurrency, "stall_threshold": options.threshold,
+        "workers": deployed_workers(options.concurrency),
         "ok": blockers == 0, "blockers": blockers, "warnings": len(findings) - blockers,
         "findings": [finding.as_dict() for finding in findings],
         "import": imported, "run": run,

@@ -92,9 +92,9 @@ def _shared_state_finding(shared: dict[str, str]) -> Finding:
                                                                          shared["name"])
     return Finding(
         "warning", f"shared-{shared['kind']}",
-        f"invocations {what}: in concurrent mode every invocation shares it, so the "
-        "invocations running beside one another overwrite each other's value (under the "
-        "official client each slot was a process with its own copy)",
+        f"invocations {what}: in concurrent mode every invocation of a worker process "
+        "shares it, so the invocations running beside one another overwrite each other's "
+        "value (under the official client each slot was a process with its own copy)",
         "keep per-invocation values in local variables, the event or `contextvars`; pass "
         "paths and settings explicitly instead of through the working directory or the "
         "environment; a module-level cache or client shared on purpose is fine")

@@ -15,6 +15,7 @@ def render_text(report: dict[str, Any]) -> str:
     lines = [title, ""]
     lines += _import_summary(report["import"])
     lines += _run_summary(report["run"], report["concurrency"])
+    lines += _workers_summary(report["workers"])
     lines.append("")
     for finding in report["findings"]:
         lines.append(f"{finding['severity'].upper():8} {finding['message']}")
@@ -28,6 +29,17 @@ def render_text(report: dict[str, Any]) -> str:
     lines.append(f"{verdict} ({report['blockers']} blocker(s), {report['warnings']} "
                  f"warning(s)).")
     return "\n".join(lines) + "\n"
+
+
+def _workers_summary(workers: dict[str, Any]) -> list[str]:
+    if workers["count"] is None:
+        return [f"workers: {workers['problem']}"]
+    count, shares = workers["count"], workers["slots_per_worker"]
+    return [f"workers: here the runtime would start {count} worker process(es) x "
+            f"{'/'.join(map(str, sorted(set(shares), reverse=True)))} slot(s) "
+            f"(LMI_GEVENT_WORKERS={workers['setting']}); the run above used one process.",
+            "  module globals, caches and clients are per worker process (as they are per "
+            "process under awslambdaric): each worker imports the handler and runs its init."]
 
 
 def _import_summary(imported: dict[str, Any]) -> list[str]:

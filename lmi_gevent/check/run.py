@@ -39,7 +39,10 @@ def run_handler(options: Options) -> dict[str, Any]:
     env.update({"LMI_GEVENT_STALL_THRESHOLD": f"{options.threshold:g}",
                 # Stall reports are parsed from JSON records; WARN keeps them from being
                 # filtered out by a stricter level in the caller's environment.
-                "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN"})
+                "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN",
+                # One process: N at once must overlap by cooperation alone, not because
+                # worker processes ran on other cores (the report names K separately).
+                "LMI_GEVENT_WORKERS": "1"})
     argv = [sys.executable, "-m", "lmi_gevent", options.handler]
     with Emulator(concurrency=options.concurrency, timeout=options.timeout) as emulator:
         runtime = emulator.start_runtime(argv, env=env, cwd=options.root)

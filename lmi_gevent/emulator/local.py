@@ -72,6 +72,12 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return str(_bounded_int("--workers", 1, 1600)(text))
+
+
 def _env_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key or "\0" in text:
@@ -88,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Invoke API address (default 127.0.0.1; it has no authentication)")
     parser.add_argument("--concurrency", type=_bounded_int("--concurrency", 1, 1600), default=1,
                         help="AWS_LAMBDA_MAX_CONCURRENCY for the runtime (default 1)")
+    parser.add_argument("--workers", type=_workers, default=None, metavar="K|auto",
+                        help="LMI_GEVENT_WORKERS for the runtime: worker processes sharing the N "
+                             "slots (default: the environment's, else auto = usable CPUs)")
     parser.add_argument("--timeout", type=_timeout, default=30.0, help="function timeout in seconds (default 30)")
     parser.add_argument("--queue", type=_bounded_int("--queue", 0, 1_000_000), default=None,
                         help="invocations that may wait for a free slot before a 429 (default max(100, 4N))")
@@ -143,6 +152,8 @@ def runtime_environment(args: argparse.Namespace, runtime_api: str) -> dict[str,
     if args.concurrency > 1:
         env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(args.concurrency)
         env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "lambda-managed-instances"
+    if args.workers is not None:
+        env["LMI_GEVENT_WORKERS"] = args.workers
     env.update(dict(args.env))
     return env
 

@@ -394,9 +394,7 @@ class InvokeApi:
             return _error_answer(400, "InvalidRequestContentException", str(exc))
         inv = Invocation(
             body=request.body,
-            # Passed through as RIE does: `curl -d` sends form-urlencoded, which a runtime
-            # following the official client hands to the handler as raw bytes.
-            content_type=headers.get("content-type") or "application/json",
+            content_type=runtime_content_type(headers.get("content-type")),
             trace_id=headers.get("x-amzn-trace-id") or new_trace_id(),
             client_context=client_context,
             cognito_identity=cognito_identity,
@@ -532,6 +530,23 @@ def _peer_ip(conn: Connection) -> str:
         return str(conn.sock.getpeername()[0])
     except OSError:
         return "127.0.0.1"
+
+
+# What a caller sends when it names no JSON type but means JSON: curl's `-d` default.
+_FORM = "application/x-www-form-urlencoded"
+
+
+def runtime_content_type(caller_type: str | None) -> str:
+    """The Content-Type the runtime sees for a caller's payload.
+
+    Lambda's Invoke API takes the payload as JSON and hands it to the runtime as
+    application/json, so the AWS docs' own ``curl -XPOST ... -d '{}'`` (form content type)
+    gives the handler a dict. Any other type the caller names explicitly passes through, as
+    RIE passes it, so a test can still send raw bytes.
+    """
+    if not caller_type or caller_type.split(";", 1)[0].strip().lower() == _FORM:
+        return "application/json"
+    return caller_type
 
 
 def _error_answer(status: int, error_type: str, message: str) -> CallerAnswer:

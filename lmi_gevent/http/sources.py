@@ -46,6 +46,7 @@ class HttpRequest:
     protocol: str = "HTTP/1.1"
     script_name: str = ""  # a stage or base path the URL carries before ``path``
     cookies: list[str] = field(default_factory=list)  # v2 sends the Cookie header here
+    remote_user: str | None = None  # a Lambda authorizer's principalId
 
 
 @dataclass(slots=True)
@@ -230,7 +231,8 @@ class ApiGatewayV1(EventSource):
             body=self._body(),
             source_ip=(context.get("identity") or {}).get("sourceIp") or _forwarded_for(headers),
             protocol=context.get("protocol") or "HTTP/1.1",
-            script_name=_stage_prefix(context.get("path"), path),
+            script_name=_stage_prefix(context.get("path"), path, context.get("stage"), headers),
+            remote_user=(context.get("authorizer") or {}).get("principalId"),
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
@@ -239,11 +241,14 @@ class ApiGatewayV1(EventSource):
                 **_body_fields(answer)}
 
 
-def _stage_prefix(context_path: str | None, path: str) -> str:
+def _stage_prefix(context_path: str | None, path: str, stage: str | None, headers: Headers) -> str:
     """``/prod`` when the URL was ``/prod/items`` and ``path`` is ``/items``: REST APIs drop
     the stage (or a custom domain's base path) from ``path`` but keep it in
-    ``requestContext.path``."""
-    if not context_path or context_path == path:
+    ``requestContext.path``. Without that field, the stage on an ``execute-api`` host."""
+    if not context_path:
+        host = next((value for name, value in headers if name.lower() == "host"), "")
+        return f"/{stage}" if stage and ".execute-api." in host else ""
+    if context_path == path:
         return ""
     full, tail = unquote(context_path), unquote(path)
     if tail != "/" and full.endswith(tail):

@@ -187,6 +187,8 @@ def _add_server(environ: dict[str, Any], request: HttpRequest) -> None:
                               or ("443" if scheme.lower() == "https" else "80"))
     if request.source_ip:
         environ["REMOTE_ADDR"] = request.source_ip
+    if request.remote_user:
+        environ["REMOTE_USER"] = _native(str(request.remote_user))
 
 
 def _first(value: str | None) -> str:

@@ -93,7 +93,7 @@ def test_json_report_shape_and_warnings_do_not_fail(task_root, run_check, tmp_pa
     assert result.code == 0, result.stdout
     report = result.report()
     assert set(report) == {"handler", "root", "event", "concurrency", "stall_threshold", "ok",
-                           "blockers", "warnings", "findings", "import", "run"}
+                           "blockers", "warnings", "findings", "import", "run", "workers"}
     assert (report["handler"], report["root"], report["event"]) == ("app.handler", str(root),
                                                                     str(event))
     assert (report["concurrency"], report["blockers"], report["warnings"]) == (2, 0, 1)
@@ -122,6 +122,18 @@ def test_human_report_names_the_stall_and_the_verdict(task_root, run_check):
     assert f"{root / 'app.py'}:{BLOCKING_LINE} in handler" in result.stdout
     assert "libc.usleep(300_000)" in result.stdout
     assert result.stdout.rstrip().endswith("(2 blocker(s), 0 warning(s)).")
+
+
+def test_report_names_the_worker_processes_and_that_globals_are_per_worker(task_root, run_check,
+                                                                           monkeypatch):
+    monkeypatch.setenv("LMI_GEVENT_WORKERS", "3")
+    root = task_root(app=QUICK_APP)
+    text = run_check("app.handler", "--root", root, "--concurrency", 7)
+    assert "start 3 worker process(es) x 3/2 slot(s) (LMI_GEVENT_WORKERS=3)" in text.stdout
+    assert "module globals, caches and clients are per worker process" in text.stdout
+    report = run_check("app.handler", "--root", root, "--concurrency", 7, "--json").report()
+    assert report["workers"] == {"count": 3, "setting": "3", "slots_per_worker": [3, 2, 2]}
+    assert report["run"]["invocations"]["concurrent"] == 7  # measured in one process
 
 
 @pytest.mark.parametrize("handler, source, error_type", [

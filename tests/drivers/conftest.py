@@ -278,6 +278,9 @@ class DriverRun:
         self.concurrency = concurrency
         self.emulator = Emulator(concurrency=concurrency, timeout=30)
         full_env = {"AWS_LAMBDA_MAX_CONCURRENCY": str(concurrency), "NO_PROXY": "*",
+                    # Cooperation is a property of one process: worker processes on other
+                    # cores would overlap even a library that blocks its event loop.
+                    "LMI_GEVENT_WORKERS": "1",
                     # No real AWS account, profile or metadata service is ever consulted.
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_CONFIG_FILE": str(self.tmp_path / "no-aws-config"),

@@ -482,3 +482,19 @@ def test_chunked_and_expect_continue_bodies_are_read(emu, runtime_conn, backgrou
         sock.sendall(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 202 ")
     assert caller.result(10).body == b"hello world"
+
+
+@pytest.mark.parametrize("caller_type, runtime_type", [
+    ("application/x-www-form-urlencoded", "application/json"),  # curl -d's default
+    ("application/x-www-form-urlencoded; charset=utf-8", "application/json"),
+    ("", "application/json"),
+    ("application/json", "application/json"),
+    ("text/plain", "text/plain"),  # named explicitly: passed through, as RIE does
+])
+def test_the_payload_reaches_the_runtime_as_json_unless_another_type_is_named(
+        emu, runtime_conn, background, caller_type, runtime_type):
+    caller = background(emu.invoke, b'{"a": 1}', content_type=caller_type)
+    inv = runtime_conn.next()
+    assert inv.headers["content-type"] == runtime_type
+    assert runtime_conn.answer(inv, body=inv.body)[0] == 202
+    assert caller.result(10).json() == {"a": 1}

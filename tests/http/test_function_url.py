@@ -34,6 +34,8 @@ def wait_gate(name):
 
 def app(environ, start_response):
     tag = environ["QUERY_STRING"]
+    if environ["PATH_INFO"] == "/raise":
+        raise KeyError("no such order")
     if environ["PATH_INFO"] == "/broken":
         def broken():
             yield b"begun;"
@@ -192,3 +194,37 @@ def test_local_function_url_serves_the_flask_example_to_a_real_client():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_streaming_example_sends_events_and_a_csv_export(url_emulator):
+    emu, runtime = url_emulator("examples/streaming_app.handler")
+    with requests.get(emu.function_url + "events", params={"count": 3, "interval": 0.01}, stream=True) as sse:
+        assert sse.status_code == 200 and sse.headers["Content-Type"] == "text/event-stream"
+        events = [line for line in sse.iter_lines() if line.startswith(b"event: ")]
+    assert events == [b"event: tick"] * 3, runtime.output()
+    export = requests.get(emu.function_url + "export.csv", params={"rows": 2500})
+    lines = export.text.splitlines()
+    assert lines[0] == "id,name,score" and len(lines) == 2501 and lines[-1].startswith("2499,")
+    assert export.headers["Content-Disposition"] == 'attachment; filename="export.csv"'
+    assert emu.stats()["streamed_responses"] == 2
+
+
+def test_an_app_exception_is_a_500_logged_under_the_request_id(url_emulator, task_root, tmp_path):
+    emu, runtime = url_emulator("app.handler", task_root(app=GATED_APP), env={"GATES": str(tmp_path)})
+    answer = requests.get(emu.function_url + "raise")
+    assert answer.status_code == 500 and answer.text == "Internal Server Error"
+    request_id = emu.answers(last=1)[0]["request_id"]
+    output = runtime.wait_for_output("The WSGI app failed")
+    line = next(line for line in output.splitlines() if "The WSGI app failed" in line)
+    assert line.startswith("[ERROR]") and request_id in line and "GET /raise" in line
+    assert "KeyError: 'no such order'" in output
+
+
+def test_an_event_from_no_http_source_is_an_error_answer_naming_the_shapes(url_emulator, task_root,
+                                                                          tmp_path):
+    emu, _ = url_emulator("app.handler", task_root(app=GATED_APP), env={"GATES": str(tmp_path)})
+    result = emu.invoke({"Records": [{"eventSource": "aws:sqs"}]})
+    assert result.function_error == "Unhandled"
+    error = result.json()
+    assert error["errorType"] == "UnsupportedEvent"
+    assert "Function URL" in error["errorMessage"] and "VPC Lattice" in error["errorMessage"]

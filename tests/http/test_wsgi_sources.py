@@ -450,3 +450,55 @@ def test_wsgi_multithread_says_whether_invocations_share_the_process(monkeypatch
         monkeypatch.setenv("AWS_LAMBDA_MAX_CONCURRENCY", value)
     _, app = serve(events.http_v2("/"))
     assert app.environ["wsgi.multithread"] is multithread and app.environ["wsgi.multiprocess"] is False
+
+
+def test_v1_plus_signs_in_decoded_query_values_are_encoded():
+    # API Gateway hands over "b+c" decoded: a literal plus that must not turn into a space.
+    _, app = serve(events.rest_v1("/", query={"a+b": "c+d"}))
+    assert app.environ["QUERY_STRING"] == "a%2Bb=c%2Bd"
+    assert parse_qs(app.environ["QUERY_STRING"]) == {"a+b": ["c+d"]}
+
+
+def test_alb_keeps_plus_signs_and_encoded_values_as_sent():
+    _, app = serve(events.alb("/", multi=True, multi_query={"a": ["b+c", "foo%3Dbar", "100%25"]}))
+    assert app.environ["QUERY_STRING"] == "a=b+c&a=foo%3Dbar&a=100%25"
+
+
+def test_alb_health_check_event_is_served():
+    event = {"requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:..."}},
+             "httpMethod": "GET", "path": "/", "queryStringParameters": {},
+             "multiValueHeaders": {"user-agent": ["ELB-HealthChecker/2.0"]}, "body": "",
+             "isBase64Encoded": False}
+    answer, app = serve(event)
+    assert answer["statusCode"] == 200 and "multiValueHeaders" in answer
+    assert app.environ["HTTP_USER_AGENT"] == "ELB-HealthChecker/2.0"
+    assert app.environ["QUERY_STRING"] == "" and "REMOTE_ADDR" not in app.environ
+
+
+def test_v2_cookies_and_a_leftover_cookie_header_are_combined():
+    _, app = serve(events.http_v2("/", cookies=["a=1"], headers={"cookie": "b=2"}))
+    assert app.environ["HTTP_COOKIE"] == "b=2; a=1"
+
+
+def test_an_encoded_slash_in_the_path_is_unquoted_like_a_server_does():
+    _, app = serve(events.rest_v1("/api/path%2Finfo"))
+    assert app.environ["PATH_INFO"] == "/api/path/info"
+
+
+def test_v1_stage_from_an_execute_api_host_when_request_context_has_no_path():
+    event = events.rest_v1("/some/path", headers={"Host": "3z6kd9fbb1.execute-api.us-east-1.amazonaws.com"})
+    del event["requestContext"]["path"]
+    _, app = serve(event)
+    assert (app.environ["SCRIPT_NAME"], app.environ["PATH_INFO"]) == ("/prod", "/some/path")
+    event["headers"]["Host"] = "custom.example.com"
+    _, app = serve(event)
+    assert app.environ["SCRIPT_NAME"] == ""
+
+
+def test_v1_authorizer_principal_is_remote_user():
+    event = events.rest_v1("/")
+    event["requestContext"]["authorizer"] = {"principalId": "wile_e_coyote"}
+    _, app = serve(event)
+    assert app.environ["REMOTE_USER"] == "wile_e_coyote"
+    _, app = serve(events.rest_v1("/"))
+    assert "REMOTE_USER" not in app.environ

@@ -149,14 +149,12 @@ def test_error_bodies_match(both, case) -> None:  # type: ignore[no-untyped-def]
     assert ours["xray"] == theirs["xray"] is True
 
 
-def test_unmarshal_error_matches_but_for_the_json_parsers_wording(both) -> None:  # type: ignore[no-untyped-def]
+def test_unmarshal_error_matches_byte_for_byte(both) -> None:  # type: ignore[no-untyped-def]
     ours, theirs = both["broken"]
     mine, official = json.loads(ours["body"]), json.loads(theirs["body"])
     assert mine["errorType"] == official["errorType"] == "Runtime.UnmarshalError"
-    # The stdlib json module words some errors differently from simplejson ("... or '}'").
-    for message in (mine["errorMessage"], official["errorMessage"]):
-        assert message.startswith("Unable to unmarshal input: Expecting property name enclosed in double quotes")
-        assert message.endswith(": line 1 column 2 (char 1)")
+    assert mine["errorMessage"] == official["errorMessage"]
+    assert official["errorMessage"].startswith("Unable to unmarshal input: Expecting property name")
 
 
 def test_context_matches(both) -> None:  # type: ignore[no-untyped-def]
