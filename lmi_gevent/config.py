@@ -219,6 +219,11 @@ SETTINGS: tuple[Setting, ...] = (
             "`PoolManager(maxsize)` to the slots of this process, so a client shared by every "
             "invocation reuses its connections instead of opening and discarding them "
             "(`off` keeps the libraries' sizes: 10, 10 and 1)."),
+    Setting("sentry_integration", "LMI_GEVENT_SENTRY_INTEGRATION", _on_off, True,
+            "Both modes: when the handler imports Sentry's `AwsLambdaIntegration`, give it the "
+            "stand-in for awslambdaric's `bootstrap` module it patches, so it wraps the "
+            "handler (an isolation scope per invocation, exceptions captured); `off` leaves "
+            "it without one (it then does nothing)."),
 )
 
 
@@ -250,6 +255,7 @@ class Config:
     grpc_gevent: bool
     powertools_isolation: bool
     pool_sizing: bool
+    sentry_integration: bool
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:

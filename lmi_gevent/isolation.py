@@ -80,6 +80,12 @@ class _InvocationState:
 
 _STATE: contextvars.ContextVar[_InvocationState | None] = contextvars.ContextVar(
     "lmi_gevent.isolation", default=None)
+# The state of each running invocation by request id, so that a greenlet the handler spawned
+# (a copy of its context) that touches an isolated object first shares it with the handler.
+# An entry goes when the context that made it moves to another invocation (a slot's next
+# one); the bound keeps what no context came back for (spawned work only) from piling up.
+_BY_REQUEST: dict[str, _InvocationState] = {}
+MAX_REMEMBERED = 1024
 
 
 def invocation_state() -> _InvocationState | None:
@@ -89,7 +95,13 @@ def invocation_state() -> _InvocationState | None:
         return None
     state = _STATE.get()
     if state is None or state.request_id != request_id:
-        state = _InvocationState(request_id)
+        if state is not None and _BY_REQUEST.get(state.request_id) is state:
+            del _BY_REQUEST[state.request_id]  # that invocation is over in this context
+        state = _BY_REQUEST.get(request_id)
+        if state is None:
+            state = _BY_REQUEST[request_id] = _InvocationState(request_id)
+            if len(_BY_REQUEST) > MAX_REMEMBERED:
+                del _BY_REQUEST[next(iter(_BY_REQUEST))]  # the oldest
         _STATE.set(state)
     return state
 

@@ -46,6 +46,9 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     slots = worker.slots if worker else config.max_concurrency  # this process's share
     if config.concurrent:
         install_library_hooks(config, slots)
+    if config.sentry_integration:  # both modes: the integration misses awslambdaric in both
+        from . import sentry
+        sentry.install()
     try:
         handler = load_handler(handler_name)
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
@@ -60,6 +63,8 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
         else:
             report_init_error(client, function_log, body, config.answer_retry)
         return INIT_ERROR_EXIT
+    if config.sentry_integration:
+        handler = sentry.wrap_handler(handler)
 
     try:
         if config.concurrent:

@@ -17,8 +17,8 @@ from .risks import loaded_risks
 INIT_TIMEOUT = 130.0  # the platform's init timeout on Managed Instances (at least)
 PROBE_FLAG = "--probe-import"  # internal: the subprocess side
 # The settings of the hooks that adapt libraries as the handler imports them (config.py).
-HOOK_SETTINGS = ("powertools_isolation", "pool_sizing", "psycopg2_wait_callback",
-                 "grpc_gevent")
+HOOK_SETTINGS = ("powertools_isolation", "pool_sizing", "sentry_integration",
+                 "psycopg2_wait_callback", "grpc_gevent")
 
 
 def import_handler(options: Options) -> dict[str, Any]:
@@ -67,6 +67,9 @@ def probe_import(out_path: str, handler: str) -> int:
         early = patch_all()
         from ..runtime import install_library_hooks
         install_library_hooks(config)  # as the runtime does
+        if config.sentry_integration:
+            from ..sentry import install as offer_sentry_bootstrap
+            offer_sentry_bootstrap()
     import json
     import time
 

@@ -56,7 +56,9 @@ def _import_summary(imported: dict[str, Any]) -> list[str]:
 HOOK_NAMES = {"powertools_isolation": ("Powertools state per invocation",
                                        "LMI_GEVENT_POWERTOOLS_ISOLATION", "powertools"),
               "pool_sizing": ("connection pools sized for the slots", "LMI_GEVENT_POOL_SIZING",
-                              "pool_sizing")}
+                              "pool_sizing"),
+              "sentry_integration": ("Sentry's Lambda integration given a bootstrap",
+                                     "LMI_GEVENT_SENTRY_INTEGRATION", "sentry")}
 
 
 def _hooks_summary(hooks: dict[str, Any] | None) -> list[str]:

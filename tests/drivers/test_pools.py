@@ -26,6 +26,7 @@ def serve_rounds(server: LocalServer, tmp_path: Path, runtime: list[str],
                  env: dict[str, str] | None = None) -> dict[str, Any]:
     """ROUNDS rounds of SLOTS invocations at once per library; connections opened by each."""
     full_env = {"AWS_LAMBDA_MAX_CONCURRENCY": str(SLOTS), "POOLS_ENDPOINT": server.url,
+                "LMI_GEVENT_WORKERS": "1",  # one process serving all the slots: the worst case
                 "NO_PROXY": "*", "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
                 "AWS_CONFIG_FILE": str(tmp_path / "none"),
@@ -74,3 +75,12 @@ def test_default_pool_sizes_open_and_discard_connections(http_server: LocalServe
     assert unsized["pool_full"] == ((SLOTS - 10) * 2 + (SLOTS - 1)) * ROUNDS
 
 
+
+
+def test_pools_are_sized_in_each_worker_process(http_server: LocalServer,
+                                                tmp_path: Path) -> None:
+    # 2 workers of 6 slots: urllib3's PoolManager (1 per host by default) is sized in each
+    # (unsized, the two would open 2 x (1 + 5 x ROUNDS) = 22 connections)
+    ours = serve_rounds(http_server, tmp_path, RUNTIME, {"LMI_GEVENT_WORKERS": "2"})
+    assert ours == {"opened": {library: SLOTS for library in LIBRARIES}, "pool_full": 0,
+                    "peak": SLOTS}

@@ -52,6 +52,23 @@ def http_app(resolver: type) -> object:
     return app
 
 
+def router_app() -> object:
+    """Routes on a Router (another file, in a real project) included into the resolver: the
+    router reads the request through the resolver it was included into."""
+    from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+    router = APIGatewayHttpRouter()
+
+    @router.get("/orders/<marker>")
+    def get_order(marker: str) -> dict:
+        record(router, marker)
+        return {}
+
+    app = APIGatewayHttpResolver()
+    app.include_router(router)
+    return app
+
+
 def rest(m: str) -> dict:
     return {"httpMethod": "GET", "path": f"/orders/{m}", "resource": "/orders/{marker}",
             "headers": {}, "multiValueHeaders": {}, "queryStringParameters": None,
@@ -158,6 +175,7 @@ def bedrock_functions(m: str) -> dict:
 CASES = {
     "rest": (lambda: http_app(APIGatewayRestResolver), rest),
     "http_api": (lambda: http_app(APIGatewayHttpResolver), v2),
+    "http_api_router": (router_app, v2),
     "function_url": (lambda: http_app(LambdaFunctionUrlResolver), v2),
     "alb": (lambda: http_app(ALBResolver), alb),
     "vpc_lattice": (lambda: http_app(VPCLatticeResolver), lattice),

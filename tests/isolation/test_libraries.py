@@ -2,7 +2,8 @@
 state" in docs/compatibility.md is built from these counts): structlog's contextvars and a
 logging filter reading a context variable are per invocation as they are; a logging filter
 added per invocation to a shared logger, a module-level LoggerAdapter whose extra is changed
-per invocation, and Sentry's scope without a per-invocation isolation scope are not."""
+per invocation, and Sentry's scope without a per-invocation isolation scope are not (the
+real runtime gives Sentry's integration what it needs: test_sentry.py)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,11 @@ def test_logging_libraries_under_concurrency():
     }
 
 
-def test_sentry_lambda_integration_is_not_applied_and_tags_leak():
+def test_sentry_lambda_integration_without_a_bootstrap_does_nothing_and_tags_leak():
     pytest.importorskip("sentry_sdk")
     # The integration looks for awslambdaric's bootstrap module to wrap the handler; without
-    # it, invocations share the isolation scope set at init.
+    # one (this probe does not offer lmi-gevent's stand-in, see test_sentry.py), invocations
+    # share the isolation scope set at init.
     assert run_python(PROBE, "sentry-integration") == {
         "own_tags": 1, "events": 8, "wrapped_by_integration": 0}
 

@@ -14,7 +14,7 @@ pytest.importorskip("aws_lambda_powertools")
 pytestmark = pytest.mark.timeout(90)
 
 PROBE = (Path(__file__).parent / "resolvers_probe.py").read_text()
-RESOLVERS = {"rest", "http_api", "function_url", "alb", "vpc_lattice", "vpc_lattice_v2",
+RESOLVERS = {"rest", "http_api", "http_api_router", "function_url", "alb", "vpc_lattice", "vpc_lattice_v2",
              "bedrock_agent", "appsync", "appsync_events", "bedrock_agent_function"}
 
 

@@ -66,6 +66,17 @@ def test_a_new_request_id_in_the_same_context_starts_clean():
     assert second == {"service": "shop"}
 
 
+def test_what_the_handler_spawns_shares_its_invocation_state():
+    formatter = make_formatter()()
+
+    def handler_that_fans_out() -> tuple[str, str]:
+        # the spawned work (a copy of the handler's context) touches the object first
+        contextvars.copy_context().run(setattr, formatter, "level", "DEBUG")
+        return formatter.level, in_invocation("other", lambda: formatter.level)
+
+    assert in_invocation("a", handler_that_fans_out) == ("DEBUG", "INFO")
+
+
 def test_objects_sharing_a_container_keep_sharing_it_within_an_invocation():
     shared: dict = {}
 
