@@ -129,7 +129,8 @@ def measure_streams(n: int, count: int, interval: float) -> dict[str, Any]:
 
     with Emulator(concurrency=n, timeout=60, function_url=True) as emu:
         emu.start_runtime([sys.executable, "-m", "lmi_gevent", "examples/streaming_app.handler"],
-                          env={"AWS_LAMBDA_MAX_CONCURRENCY": str(n)}, cwd=PROJECT_ROOT)
+                          env={"AWS_LAMBDA_MAX_CONCURRENCY": str(n), "LMI_GEVENT_WORKERS": "1"},
+                          cwd=PROJECT_ROOT)
         emu.wait_for(lambda s: s["open_polls"] >= n, timeout=30)
         host, port = emu.function_url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
 
