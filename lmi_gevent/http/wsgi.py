@@ -167,32 +167,36 @@ def _add_headers(environ: dict[str, Any], headers: Headers, cookies: list[str]) 
         else:
             environ[key] = value
     if cookies:
-        joined = "; ".join(_native(cookie) for cookie in cookies)
+        joined = "; ".join(_native(str(cookie)) for cookie in cookies)
         existing = environ.get("HTTP_COOKIE")
         environ["HTTP_COOKIE"] = f"{existing}; {joined}" if existing else joined
 
 
 def _add_server(environ: dict[str, Any], request: HttpRequest) -> None:
-    scheme = _first(environ.get("HTTP_X_FORWARDED_PROTO")) or "https"
+    proto = environ.get("HTTP_X_FORWARDED_PROTO")
+    scheme = _first(proto).lower() if proto else "https"
     host = environ.get("HTTP_HOST", "")
     name, port = host, ""
-    if host.startswith("["):  # an IPv6 literal
-        end = host.find("]")
-        name, port = host[:end + 1], host[end + 2:]
-    elif ":" in host:
-        name, _, port = host.rpartition(":")
-    environ["wsgi.url_scheme"] = scheme.lower()
+    if ":" in host:
+        if host.startswith("["):  # an IPv6 literal
+            end = host.find("]")
+            name, port = host[:end + 1], host[end + 2:]
+        else:
+            name, _, port = host.rpartition(":")
+    forwarded_port = environ.get("HTTP_X_FORWARDED_PORT")
+    environ["wsgi.url_scheme"] = scheme
     environ["SERVER_NAME"] = name or "localhost"
-    environ["SERVER_PORT"] = (_first(environ.get("HTTP_X_FORWARDED_PORT")) or port
-                              or ("443" if scheme.lower() == "https" else "80"))
+    environ["SERVER_PORT"] = ((_first(forwarded_port) if forwarded_port else port)
+                              or ("443" if scheme == "https" else "80"))
     if request.source_ip:
         environ["REMOTE_ADDR"] = request.source_ip
     if request.remote_user:
         environ["REMOTE_USER"] = _native(str(request.remote_user))
 
 
-def _first(value: str | None) -> str:
-    return value.split(",")[0].strip() if value else ""
+def _first(value: str) -> str:
+    """The first of comma-joined values (a proxy chain appends its own)."""
+    return value.partition(",")[0].strip()
 
 
 # --- calling the app ---------------------------------------------------------------------------
@@ -266,10 +270,10 @@ def _as_text(headers: Headers, body: bytes, binary: BinaryRule) -> str | None:
     """The body as text to send as is, or None when it must go base64-encoded."""
     content_type = content_encoding = ""
     for name, value in headers:
-        lowered = name.lower()
-        if lowered == "content-type":
+        size = len(name)  # compared first: lower() on every name costs more
+        if size == 12 and name.lower() == "content-type":
             content_type = value
-        elif lowered == "content-encoding":
+        elif size == 16 and name.lower() == "content-encoding":
             content_encoding = value
     if binary(content_type, content_encoding):
         return None
