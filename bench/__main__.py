@@ -27,7 +27,7 @@ from .runtimes import AWSLAMBDARIC, LMI_GEVENT
 from .scenarios import FULL, QUICK, Bench, Plan
 from .services import PROJECT_ROOT, LoadGenerator, Upstream
 
-SCENARIOS = ("sequential", "concurrent", "cpu")
+SCENARIOS = ("sequential", "concurrent", "cpu", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +107,8 @@ def run(plan: Plan, only: list[str] | None) -> Bench:
             bench.concurrency_levels()
         if "cpu" in wanted:
             bench.cpu_bound()
+        if "app" in wanted:
+            bench.app_memory()
     return bench
 
 

@@ -14,10 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from .runtimes import AWSLAMBDARIC, LMI_GEVENT
-from .scenarios import MIB, SLEEP_SECONDS, LoadFigures, MemoryFigures, Results
+from .runtimes import AWSLAMBDARIC, LMI_GEVENT, LMI_WORKERS
+from .scenarios import APP_HANDLER, MIB, SLEEP_SECONDS, LoadFigures, MemoryFigures, Results
 
-LMI = LMI_GEVENT.name
+LMI = LMI_GEVENT.name  # one process (LMI_GEVENT_WORKERS=1)
+LMI_K = LMI_WORKERS.name  # one worker process per usable CPU
+LMIS = (LMI, LMI_K)
 AWS = AWSLAMBDARIC.name
 KIB = 1024
 MB = 1_000_000
@@ -66,7 +68,7 @@ def load_rows(loads: Sequence[LoadFigures]) -> list[LoadRow]:
         groups[(figures.scenario, figures.concurrency, figures.runtime)].append(figures)
     rows = [_load_row(key, runs) for key, runs in groups.items()]
     order = {name: i for i, name in enumerate(SCENARIO_TITLES)}
-    rows.sort(key=lambda row: (order.get(row.scenario, 99), row.concurrency, row.runtime != LMI))
+    rows.sort(key=lambda row: (order.get(row.scenario, 99), row.concurrency, _rank(row.runtime)))
     return rows
 
 
@@ -89,14 +91,14 @@ def _load_row(key: tuple[str, int, str], runs: list[LoadFigures]) -> LoadRow:
 
 
 def paired_ratio(loads: Sequence[LoadFigures], scenario: str, concurrency: int,
-                 value: Callable[[LoadFigures], float]) -> float | None:
-    """Median over rounds of value(lmi-gevent) / value(awslambdaric) within each round."""
+                 value: Callable[[LoadFigures], float], lmi: str = LMI) -> float | None:
+    """Median over rounds of value(lmi) / value(awslambdaric) within each round."""
     by_round: dict[int, dict[str, LoadFigures]] = defaultdict(dict)
     for figures in loads:
         if figures.scenario == scenario and figures.concurrency == concurrency:
             by_round[figures.round][figures.runtime] = figures
-    ratios = [value(pair[LMI]) / value(pair[AWS]) for pair in by_round.values()
-              if LMI in pair and AWS in pair and value(pair[AWS])]
+    ratios = [value(pair[lmi]) / value(pair[AWS]) for pair in by_round.values()
+              if lmi in pair and AWS in pair and value(pair[AWS])]
     return median(ratios)
 
 
@@ -113,17 +115,23 @@ class MemoryRow:
     startup_seconds: float
 
 
-def memory_rows(memory: Sequence[MemoryFigures]) -> list[MemoryRow]:
+def memory_rows(memory: Sequence[MemoryFigures], app: bool = False) -> list[MemoryRow]:
+    """Rows for the bench handler, or (``app``) for the app-sized one."""
     groups: dict[tuple[int, str], list[MemoryFigures]] = defaultdict(list)
     for figures in memory:
-        groups[(figures.concurrency, figures.runtime)].append(figures)
+        if (figures.handler == APP_HANDLER) is app:
+            groups[(figures.concurrency, figures.runtime)].append(figures)
     rows = [MemoryRow(n, runtime, len(runs), max(r.processes for r in runs),
                       median(r.pss_start for r in runs), median(r.pss_idle for r in runs),
                       median(r.pss_busy for r in runs), min(r.busy_slots for r in runs),
                       median(r.startup_seconds for r in runs))
             for (n, runtime), runs in groups.items()]
-    rows.sort(key=lambda row: (row.concurrency, row.runtime != LMI))
+    rows.sort(key=lambda row: (row.concurrency, _rank(row.runtime)))
     return rows
+
+
+def _rank(runtime: str) -> int:
+    return (LMI, LMI_K, AWS).index(runtime) if runtime in (LMI, LMI_K, AWS) else 3
 
 
 def memory_of(rows: Sequence[MemoryRow], runtime: str, concurrency: int) -> MemoryRow | None:
@@ -157,28 +165,46 @@ def targets(results: Results) -> list[Target]:
     ratio = paired_ratio(loads, "noop", 1, lambda f: f.throughput)
     found.append(_target("sequential no-op throughput >= 1.0x awslambdaric", ratio,
                          lambda v: f"{v:.2f}x", lambda v: v >= 1.0))
+    for lmi in LMIS:
+        found += _concurrent_targets(results, lmi, rows)
+    return found
+
+
+def _concurrent_targets(results: Results, lmi: str, rows: list[MemoryRow]) -> list[Target]:
+    loads, found, tag = results.loads, [], f" [{lmi}]"
+    ratio = paired_ratio(loads, "spin", results.plan.cpu_level, lambda f: f.throughput, lmi)
+    found.append(_target(f"CPU-bound handler >= 1.0x awslambdaric{tag}", ratio,
+                         lambda v: f"{v:.2f}x", lambda v: v >= 1.0))
     sleep64 = [f.fraction_of_limit for f in loads
-               if f.scenario == "sleep" and f.concurrency == 64 and f.runtime == LMI]
-    found.append(_target("N=64 sleep handler >= 0.9 of the limit (1280/s)", median(sleep64),
+               if f.scenario == "sleep" and f.concurrency == 64 and f.runtime == lmi]
+    found.append(_target(f"N=64 sleep handler >= 0.9 of the limit (1280/s){tag}", median(sleep64),
                          lambda v: f"{v:.2f} of the limit", lambda v: v >= 0.9))
-    ratio = paired_ratio(loads, "fetch", 64, lambda f: f.throughput)
+    ratio = paired_ratio(loads, "fetch", 64, lambda f: f.throughput, lmi)
     aws_share = median(f.fraction_of_limit for f in loads
                        if f.scenario == "fetch" and f.concurrency == 64 and f.runtime == AWS)
-    found.append(_target("N=64 requests handler >= 2x awslambdaric throughput", ratio,
+    found.append(_target(f"N=64 requests handler >= 2x awslambdaric throughput{tag}", ratio,
                          lambda v: f"{v:.2f}x" + _ceiling(aws_share), lambda v: v >= 2.0))
-    lmi64, aws64 = memory_of(rows, LMI, 64), memory_of(rows, AWS, 64)
+    lmi64, aws64 = memory_of(rows, lmi, 64), memory_of(rows, AWS, 64)
     share = lmi64.pss_idle / aws64.pss_idle if lmi64 and aws64 else None
-    found.append(_target("PSS at N=64 <= 1/10 of awslambdaric's (idle)", share,
+    found.append(_target(f"PSS at N=64 <= 1/10 of awslambdaric's (idle){tag}", share,
                          lambda v: f"1/{1 / v:.0f} ({lmi64.pss_idle / MIB:.1f} vs "
                                    f"{aws64.pss_idle / MIB:.0f} MiB)", lambda v: v <= 0.1))
-    slope = per_slot_slope(rows, LMI, "pss_idle")
-    start_slope = per_slot_slope(rows, LMI, "pss_start")
-    found.append(_target("each extra slot <= 64 KiB (slope of idle PSS after the loads)", slope,
-                         lambda v: f"{v / KIB:.1f} KiB" + (
+    app = memory_rows(results.memory, app=True)
+    level = results.plan.app_level
+    lmi_app, aws_app = memory_of(app, lmi, level), memory_of(app, AWS, level)
+    share = lmi_app.pss_idle / aws_app.pss_idle if lmi_app and aws_app else None
+    found.append(_target(f"app-sized handler (requests + boto3): PSS at N={level} <= 1/10 of "
+                         f"awslambdaric's{tag}", share,
+                         lambda v: f"1/{1 / v:.0f} ({lmi_app.pss_idle / MIB:.1f} vs "
+                                   f"{aws_app.pss_idle / MIB:.0f} MiB)", lambda v: v <= 0.1))
+    slope = per_slot_slope(rows, lmi, "pss_idle")
+    start_slope = per_slot_slope(rows, lmi, "pss_start")
+    found.append(_target(f"each extra slot <= 64 KiB (slope of idle PSS after the loads){tag}",
+                         slope, lambda v: f"{v / KIB:.1f} KiB" + (
                              f" ({start_slope / KIB:.1f} KiB at start)" if start_slope else ""),
                          lambda v: v <= 64 * KIB))
-    lmi1000 = memory_of(rows, LMI, 1000)
-    found.append(_target("N=1000 idle < 150 MB", lmi1000.pss_idle if lmi1000 else None,
+    lmi1000 = memory_of(rows, lmi, 1000)
+    found.append(_target(f"N=1000 idle < 150 MB{tag}", lmi1000.pss_idle if lmi1000 else None,
                          lambda v: f"{v / MB:.1f} MB ({v / MIB:.1f} MiB)", lambda v: v < 150 * MB))
     return found
 
@@ -221,10 +247,11 @@ def throughput_table(results: Results) -> list[str]:
     for row in load_rows(results.loads):
         if row.scenario == "spin":
             continue
-        is_lmi = row.runtime == LMI
-        ratio = paired_ratio(results.loads, row.scenario, row.concurrency, lambda f: f.throughput)
+        is_lmi = row.runtime in LMIS
+        ratio = paired_ratio(results.loads, row.scenario, row.concurrency, lambda f: f.throughput,
+                             row.runtime)
         cpu = paired_ratio(results.loads, row.scenario, row.concurrency,
-                           lambda f: f.cpu_us["runtime"])
+                           lambda f: f.cpu_us["runtime"], row.runtime)
         lines.append([
             SCENARIO_TITLES[row.scenario], str(row.concurrency), row.runtime,
             _num(row.throughput), _num(row.fraction, ".2f"),
@@ -237,14 +264,14 @@ def throughput_table(results: Results) -> list[str]:
     return _table(header, lines)
 
 
-def memory_table(results: Results) -> list[str]:
-    rows = memory_rows(results.memory)
+def memory_table(results: Results, app: bool = False) -> list[str]:
+    rows = memory_rows(results.memory, app)
     header = ["N", "runtime", "processes", "PSS at start MiB", "PSS busy MiB",
               "PSS idle after loads MiB", "aws/lmi idle", "busy slots", "startup s"]
     lines = []
     for row in rows:
         other = memory_of(rows, AWS, row.concurrency)
-        ratio = other.pss_idle / row.pss_idle if other and row.runtime == LMI else None
+        ratio = other.pss_idle / row.pss_idle if other and row.runtime in LMIS else None
         lines.append([
             str(row.concurrency), row.runtime, str(row.processes),
             _num(row.pss_start / MIB, ".1f"), _num(row.pss_busy / MIB, ".1f"),
@@ -256,7 +283,7 @@ def memory_table(results: Results) -> list[str]:
 def slope_lines(results: Results) -> list[str]:
     rows = memory_rows(results.memory)
     lines = []
-    for runtime in (LMI, AWS):
+    for runtime in (LMI, LMI_K, AWS):
         slopes = {attribute: per_slot_slope(rows, runtime, attribute)
                   for attribute in ("pss_start", "pss_busy", "pss_idle")}
         if None in slopes.values():
@@ -281,9 +308,10 @@ def cpu_table(results: Results) -> list[str]:
     for row in load_rows(results.loads):
         if row.scenario != "spin":
             continue
-        ratio = paired_ratio(results.loads, "spin", row.concurrency, lambda f: f.throughput)
+        ratio = paired_ratio(results.loads, "spin", row.concurrency, lambda f: f.throughput,
+                             row.runtime)
         lines.append([str(row.concurrency), row.runtime, _num(row.throughput),
-                      _num(ratio, ".2f", "x") if row.runtime == LMI else "",
+                      _num(ratio, ".2f", "x") if row.runtime in LMIS else "",
                       _num(row.p50_ms, ".1f"), _num(row.p99_ms, ".1f"),
                       f"{_num(row.runtime_added_p50_ms, '.1f')} / "
                       f"{_num(row.runtime_added_p99_ms, '.1f')}",
@@ -321,15 +349,19 @@ def markdown(results: Results, meta: dict[str, Any], png_name: str) -> str:
     out += ["", "## Memory (PSS summed over the runtime's process tree)", ""]
     out += memory_table(results)
     out += [""] + slope_lines(results)
+    out += ["", f"## App-sized handler: requests + boto3 imported at init, N={plan.app_level}", ""]
+    out += memory_table(results, app=True)
+    out += ["", "Every process pays for the function's imports: awslambdaric N times, "
+                "lmi-gevent once per worker process (K=auto: one per usable CPU)."]
     out += ["", f"## CPU-bound handler ({results.spin_loops} loops, about "
                 f"{plan.spin_seconds * 1000:g} ms of CPU per invocation)", ""]
     out += cpu_table(results)
-    out += ["", "One gevent process runs Python on one core at a time: lmi-gevent's CPU-bound "
-                "throughput is capped at one core, while awslambdaric's N processes can use "
-                "every core. While one invocation computes, the other slots' invocations wait "
-                "for it (the \"in runtime\" latency). CPU-heavy functions want more execution "
-                "environments (or AWS_LAMBDA_MAX_CONCURRENCY close to 1 per vCPU), not more "
-                "slots."]
+    out += ["", "One gevent process runs Python on one core at a time: `lmi-gevent` (one "
+                "process) is capped at one core, while awslambdaric's N processes can use every "
+                "core. `lmi-gevent K=auto` runs one worker process per usable CPU, each with its "
+                "share of the slots, and uses every core too. Within one process, while one "
+                "invocation computes, that process's other invocations wait for it (the \"in "
+                "runtime\" latency)."]
     out += ["", "## How it is measured", ""]
     out += [line.replace("{hold:g}", f"{plan.hold_seconds:g}") for line in METHOD]
     if results.notes:
@@ -344,7 +376,10 @@ METHOD = [
     "like a typical function imports its SDK) behind the same emulator "
     "(`lmi_gevent.emulator`, its own process), started as `python -m <runtime> HANDLER` "
     "with the same environment; awslambdaric forks N workers when "
-    "AWS_LAMBDA_MAX_CONCURRENCY=N is set, lmi-gevent runs N greenlets in one process.",
+    "AWS_LAMBDA_MAX_CONCURRENCY=N is set; `lmi-gevent` runs N greenlets in one process "
+    "(LMI_GEVENT_WORKERS=1) and `lmi-gevent K=auto` K worker processes (one per usable CPU) "
+    "with N/K greenlets each. `bench/app.py` adds boto3 (and a client made at import) for the "
+    "app-sized memory figures.",
     "- Load: `bench/load.py` in its own process, gevent, keep-alive HTTP/1.1, closed loop "
     "with exactly N callers (one for the sequential case); callers start spread over one "
     "handler duration so they reach the runtime as a steady stream, not in lock-step bursts.",
@@ -381,10 +416,11 @@ def plot(results: Results, path: str) -> None:
     rows = load_rows(results.loads)
     memory = memory_rows(results.memory)
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colors = {LMI: "tab:blue", AWS: "tab:orange"}
+    colors = {LMI: "tab:blue", LMI_K: "tab:green", AWS: "tab:orange"}
     _plot_throughput(left, rows, colors)
     _plot_memory(right, memory, colors)
-    figure.suptitle("lmi-gevent (one process, gevent) vs awslambdaric (N processes)")
+    figure.suptitle("lmi-gevent (K=1 process, K=auto processes; gevent slots) vs "
+                    "awslambdaric (N processes)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -393,7 +429,7 @@ def plot(results: Results, path: str) -> None:
 def _plot_throughput(axes: Any, rows: Sequence[LoadRow], colors: dict[str, str]) -> None:
     levels = sorted({r.concurrency for r in rows if r.scenario in ("sleep", "fetch")})
     for scenario, style in (("sleep", "-o"), ("fetch", "--s")):
-        for runtime in (LMI, AWS):
+        for runtime in (LMI, LMI_K, AWS):
             points = sorted((r.concurrency, r.throughput) for r in rows
                             if r.scenario == scenario and r.runtime == runtime)
             if points:
@@ -410,7 +446,7 @@ def _plot_throughput(axes: Any, rows: Sequence[LoadRow], colors: dict[str, str])
 
 def _plot_memory(axes: Any, rows: Sequence[MemoryRow], colors: dict[str, str]) -> None:
     levels = sorted({r.concurrency for r in rows})
-    for runtime in (LMI, AWS):
+    for runtime in (LMI, LMI_K, AWS):
         for attribute, style, label in (("pss_idle", "-o", "idle"), ("pss_busy", "--^", "busy")):
             points = sorted((r.concurrency, getattr(r, attribute) / MIB) for r in rows
                             if r.runtime == runtime)

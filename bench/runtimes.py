@@ -1,13 +1,15 @@
-"""The two runtimes under test and how each is started against the emulator.
+"""The runtimes under test and how each is started against the emulator.
 
-Both get the same handler module, the same environment and the same command shape
-(``python -m <runtime> bench.handlers.<function>``); only the module differs.
+All get the same handler module, the same environment and the same command shape
+(``python -m <runtime> bench.handlers.<function>``); only the module differs, and for
+lmi-gevent the worker processes: ``lmi-gevent`` is one process (LMI_GEVENT_WORKERS=1),
+``lmi-gevent K=auto`` one worker per usable CPU.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 
@@ -18,6 +20,7 @@ class Runtime:
     name: str  # as it appears in the tables
     module: str  # run with ``python -m``
     distribution: str  # for the version in the report
+    env: dict[str, str] = field(default_factory=dict)  # on top of environment()
 
     def argv(self, handler: str) -> list[str]:
         return [sys.executable, "-m", self.module, handler]
@@ -29,15 +32,18 @@ class Runtime:
             return "not installed"
 
 
-LMI_GEVENT = Runtime("lmi-gevent", "lmi_gevent", "lmi-gevent")
+LMI_GEVENT = Runtime("lmi-gevent", "lmi_gevent", "lmi-gevent", {"LMI_GEVENT_WORKERS": "1"})
+LMI_WORKERS = Runtime("lmi-gevent K=auto", "lmi_gevent", "lmi-gevent",
+                      {"LMI_GEVENT_WORKERS": "auto"})
 AWSLAMBDARIC = Runtime("awslambdaric", "awslambdaric", "awslambdaric")
-RUNTIMES = (LMI_GEVENT, AWSLAMBDARIC)
+RUNTIMES = (LMI_GEVENT, LMI_WORKERS, AWSLAMBDARIC)
+SEQUENTIAL_RUNTIMES = (LMI_GEVENT, AWSLAMBDARIC)  # no workers without concurrency
 
 
-def order(round_number: int) -> tuple[Runtime, ...]:
+def order(round_number: int, runtimes: tuple[Runtime, ...] = RUNTIMES) -> tuple[Runtime, ...]:
     """A/B, then B/A: whichever runs first in a round does not always meet the same
     state of a shared, noisy machine (caches, another tenant's burst)."""
-    return RUNTIMES if round_number % 2 == 0 else RUNTIMES[::-1]
+    return runtimes if round_number % 2 == 0 else runtimes[::-1]
 
 
 def environment(concurrency: int | None) -> dict[str, str]:

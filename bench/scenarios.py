@@ -24,10 +24,11 @@ from lmi_gevent.emulator.api import INVOKE_PATH, Emulator, EmulatorError, Runtim
 
 from .measure import cpu_seconds_of, process_tree, tree_cpu_seconds, tree_pss
 from .percentiles import percentile
-from .runtimes import AWSLAMBDARIC, Runtime, environment, order
+from .runtimes import AWSLAMBDARIC, SEQUENTIAL_RUNTIMES, Runtime, environment, order
 from .services import PROJECT_ROOT, LoadGenerator, ServiceError, Upstream
 
 MIB = 1024 * 1024
+APP_HANDLER = "bench.app.handler"
 SLEEP_SECONDS = 0.05  # what the sleep handler waits and the upstream delays, per the issue
 # The function timeout the emulator enforces: far beyond any invocation here, so a
 # timeout in a result means a stuck runtime, never a slow handler.
@@ -57,6 +58,7 @@ class Plan:
     cpu_level: int
     spin_seconds: float  # CPU time of one invocation of the CPU-bound handler
     hold_seconds: float  # how long each invocation holds its slot while memory is sampled
+    app_level: int  # N for the app-sized handler's memory
 
     @property
     def levels(self) -> tuple[int, ...]:
@@ -68,10 +70,10 @@ class Plan:
 
 FULL = Plan("full", rounds=3, sequential_rounds=5, warmup=1.0, duration=5.0,
             io_levels=(16, 64, 256), memory_levels=(16, 64, 256, 1000), repeat_up_to=256,
-            cpu_level=16, spin_seconds=0.01, hold_seconds=1.0)
+            cpu_level=16, spin_seconds=0.01, hold_seconds=1.0, app_level=64)
 QUICK = Plan("quick", rounds=1, sequential_rounds=1, warmup=0.3, duration=1.0,
              io_levels=(8,), memory_levels=(8,), repeat_up_to=8,
-             cpu_level=4, spin_seconds=0.005, hold_seconds=0.3)
+             cpu_level=4, spin_seconds=0.005, hold_seconds=0.3, app_level=8)
 
 
 @dataclass
@@ -127,6 +129,7 @@ class MemoryFigures:
     pss_idle: int  # bytes, every slot polling, after the loads (their high-water mark stays)
     pss_busy: int  # bytes, with ``busy_slots`` invocations in flight
     busy_slots: int
+    handler: str = "bench.handlers.handler"  # or the app-sized bench.app.handler
 
 
 @dataclass
@@ -225,7 +228,8 @@ def deploy(runtime: Runtime, concurrency: int | None, handler: str) -> Iterator[
     tree: list[int] = []
     try:
         started = time.monotonic()
-        process = emulator.start_runtime(runtime.argv(handler), env=environment(concurrency),
+        process = emulator.start_runtime(runtime.argv(handler),
+                                         env={**environment(concurrency), **runtime.env},
                                          cwd=PROJECT_ROOT)
         deployment = Deployment(runtime, concurrency, emulator, process, 0.0)
         wait_until_polling(deployment, startup_timeout(slots))
@@ -331,7 +335,8 @@ class Bench:
             wait_ms=wait * 1000, max_in_flight=emulator["max_in_flight"],
             cpu_us=per_call, cores=cores)
 
-    def sample_memory(self, deployment: Deployment, round_number: int) -> MemoryFigures:
+    def sample_memory(self, deployment: Deployment, round_number: int,
+                      handler: str = "bench.handlers.handler") -> MemoryFigures:
         """PSS with every slot busy in the fetch handler, then idle once all slots poll."""
         busy: dict[str, int] = {}
         hold = self.plan.hold_seconds
@@ -352,9 +357,9 @@ class Bench:
             runtime=deployment.runtime.name, concurrency=deployment.slots, round=round_number,
             processes=processes, startup_seconds=deployment.startup_seconds,
             pss_start=deployment.pss_start, pss_idle=pss_idle, pss_busy=busy.get("pss", 0),
-            busy_slots=busy.get("slots", 0))
+            busy_slots=busy.get("slots", 0), handler=handler)
         self.results.memory.append(figures)
-        self.log(f"  memory {figures.runtime:12s} N={figures.concurrency:<5d} "
+        self.log(f"  memory {figures.runtime:17s} N={figures.concurrency:<5d} "
                  f"start {figures.pss_start / MIB:8.1f} MiB  idle {pss_idle / MIB:8.1f} MiB  "
                  f"busy {figures.pss_busy / MIB:8.1f} MiB "
                  f"({figures.busy_slots} in flight)  {processes} process(es)  "
@@ -366,7 +371,7 @@ class Bench:
     def sequential_noop(self) -> None:
         self.log("1. sequential no-op (AWS_LAMBDA_MAX_CONCURRENCY unset, one caller)")
         for round_number in range(self.plan.sequential_rounds):
-            for runtime in order(round_number):
+            for runtime in order(round_number, SEQUENTIAL_RUNTIMES):
                 with self._attempt(runtime, "noop", None), \
                         deploy(runtime, None, "bench.handlers.noop") as deployment:
                     self.run_load(deployment, "noop", {}, round_number=round_number,
@@ -412,6 +417,17 @@ class Bench:
                         deploy(runtime, level, "bench.handlers.handler") as deployment:
                     self.run_load(deployment, "spin", payload, round_number=round_number,
                                   concurrency=level, wait=0.0, limit=None, spread=0.0)
+
+    def app_memory(self) -> None:
+        """Memory with an app-sized handler module (requests and boto3 imported at init):
+        what each process pays for the function's own imports, K times or N times."""
+        level = self.plan.app_level
+        self.log(f"5. app-sized handler (requests + boto3) at N={level}: memory and startup")
+        for round_number in range(self.plan.rounds):
+            for runtime in order(round_number):
+                with self._attempt(runtime, "app", level), \
+                        deploy(runtime, level, APP_HANDLER) as deployment:
+                    self.sample_memory(deployment, round_number, APP_HANDLER)
 
     # ---- guards ------------------------------------------------------------------------
 
@@ -475,7 +491,7 @@ def _cpu_time(spin: Callable[[dict[str, Any], Any], Any], loops: int) -> float:
 
 def _describe(f: LoadFigures) -> str:
     share = f" ({f.fraction_of_limit:.0%} of limit)" if f.limit else ""
-    return (f"  {f.scenario:5s} {f.runtime:12s} N={f.concurrency:<4d} {f.throughput:8.0f}/s{share}"
+    return (f"  {f.scenario:5s} {f.runtime:17s} N={f.concurrency:<4d} {f.throughput:8.0f}/s{share}"
             f"  p50 {f.p50_ms:7.2f} ms  p99 {f.p99_ms:7.2f} ms  (runtime {f.runtime_p50_ms:.2f} /"
             f" {f.runtime_p99_ms:.2f})  errors {f.errors}"
             f"  CPU us/inv runtime {f.cpu_us['runtime']:.0f} emulator {f.cpu_us['emulator']:.0f}"

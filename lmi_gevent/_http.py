@@ -13,7 +13,7 @@ Each request is sent in one write with TCP_NODELAY: two writes (headers, then bo
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from typing import Callable, Iterable
 
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100
@@ -75,8 +75,7 @@ class Connection:
         sock = self.sock or self._connect()
         lines = [f"{method} {path} HTTP/1.1\r\n{self._host_header}"]
         for name, value in headers.items():
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"header {name} has a line break in its value")
+            _check_value(name, value)
             lines.append(f"{name}: {value}\r\n")
         if body is not None:
             lines.append(f"Content-Length: {len(body)}\r\n")
@@ -84,6 +83,35 @@ class Connection:
         sock.sendall("".join(lines).encode("latin-1") + (body or b""))
         if before_read is not None:
             before_read(sock)
+        return self._read_response(method)
+
+    def request_chunked(self, method: str, path: str, headers: dict[str, str],
+                        chunks: Iterable[bytes], trailers: Callable[[], dict[str, str]]
+                        ) -> Response:
+        """Send a request whose body is ``chunks`` in chunked encoding, each chunk written as
+        soon as it is produced, ended by the trailers ``trailers()`` returns; read the answer.
+
+        A connection the server already closed is replaced before anything is sent: once a
+        chunk has been taken from ``chunks`` the request cannot be repeated.
+        """
+        if self.sock is not None and _closed_by_peer(self.sock):
+            self.close()
+        sock = self.sock or self._connect()
+        lines = [f"{method} {path} HTTP/1.1\r\n{self._host_header}"]
+        for name, value in headers.items():
+            _check_value(name, value)
+            lines.append(f"{name}: {value}\r\n")
+        lines.append("Transfer-Encoding: chunked\r\n\r\n")
+        sock.sendall("".join(lines).encode("latin-1"))
+        for chunk in chunks:
+            if chunk:  # a zero-length chunk would end the body
+                sock.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        ending = ["0\r\n"]
+        for name, value in trailers().items():
+            _check_value(name, value)
+            ending.append(f"{name}: {value}\r\n")
+        ending.append("\r\n")
+        sock.sendall("".join(ending).encode("latin-1"))
         return self._read_response(method)
 
     def _read_response(self, method: str) -> Response:
@@ -149,3 +177,20 @@ class Connection:
                 return b"".join(parts)
             parts.append(self._read_exactly(size))
             self._reader.readline(_MAX_LINE)  # the CRLF after each chunk
+
+
+def _check_value(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} has a line break in its value")
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """True when the server has closed this idle keep-alive connection (EOF waits unread)."""
+    # gevent's socket would wait on EAGAIN; its real socket (``_sock``) answers at once.
+    raw = getattr(sock, "_sock", sock)
+    try:
+        return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True

@@ -17,15 +17,16 @@ from . import config as settings
 
 USAGE = """\
 usage: lmi-gevent HANDLER
-       lmi-gevent local HANDLER [--port 8080] [--host H] [--concurrency N] [--timeout S]
-                              [--queue Q] [--env K=V ...]
+       lmi-gevent local HANDLER [--port 8080] [--host H] [--concurrency N] [--workers K]
+                              [--timeout S] [--queue Q] [--function-url] [--env K=V ...]
        lmi-gevent check HANDLER [--event FILE] [--concurrency N] [--root DIR]
                               [--threshold S] [--timeout S] [--json]
        lmi-gevent --help | --version
 
 Run a Python Lambda handler (module.function, pkg.module.function or pkg/module.function)
-against the Lambda Runtime API. With AWS_LAMBDA_MAX_CONCURRENCY=N (2-1600) one process
-serves N invocations at once on gevent; unset or 1 runs the classic sequential loop.
+against the Lambda Runtime API. With AWS_LAMBDA_MAX_CONCURRENCY=N (2-1600), K worker
+processes (LMI_GEVENT_WORKERS, default one per usable CPU) serve N invocations at once on
+gevent greenlets; unset or 1 runs the classic sequential loop.
 HANDLER defaults to $_HANDLER.
 
 settings (environment variables):
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def bootstrap(handler_arg: str | None) -> int:
     # Step 1: configuration, with nothing but the stdlib's lightest modules imported.
+    from . import worker
+    assignment = worker.assignment()  # set when a supervisor started this process
+    if assignment is not None:
+        worker.die_with_supervisor(assignment.supervisor_pid)
     config, problems = settings.load()
     fatal = [p for p in problems if p.env == "AWS_LAMBDA_RUNTIME_API"]
     if fatal:
@@ -76,9 +81,14 @@ def bootstrap(handler_arg: str | None) -> int:
     # Step 2: patch before anything that could import ssl, threading or the handler.
     # With a configuration problem we stay sequential just long enough to report it.
     early_imports: list[str] = []
+    if config.concurrent and not problems and assignment is None:
+        workers = config.worker_count()
+        if workers > 1:  # step 5 on several cores: K workers, each doing steps 1-6
+            from .supervisor import supervise
+            return supervise(handler, config, workers)
     if config.concurrent and not problems:
         from .patching import patch_all
         early_imports = patch_all()
 
     from .runtime import run
-    return run(handler, config, problems, early_imports)
+    return run(handler, config, problems, early_imports, assignment)

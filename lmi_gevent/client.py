@@ -12,16 +12,18 @@ import json
 import re
 import sys
 import termios
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from . import __version__
 from ._http import Connection, ConnectionLost
 from .marshal import to_json
+from .streaming import TRAILER_NAMES
 
 API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
 INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
+RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 XRAY_CAUSE_LIMIT = 1024 * 1024  # the official client drops larger causes rather than send them
 USER_AGENT = (f"lmi-gevent/{__version__} "
               f"python/{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}")
@@ -141,6 +143,27 @@ class RuntimeApiClient:
         headers = {"Content-Type": content_type}
         return self._post(f"{API_PREFIX}/invocation/{invocation.request_id}/response",
                           headers, body, invocation)
+
+    def post_stream(self, invocation: Invocation, chunks: Iterable[bytes], content_type: str,
+                    trailers: Callable[[], dict[str, str]]) -> tuple[int, bytes]:
+        """Stream a response: each chunk is sent as it is produced, then ``trailers()``.
+
+        Not retried here: once a chunk is sent the answer cannot be repeated. A caller that
+        knows nothing was taken from ``chunks`` yet may call again after a RuntimeApiError.
+        """
+        path = f"{API_PREFIX}/invocation/{invocation.request_id}/response"
+        headers = {"User-Agent": USER_AGENT, "Content-Type": content_type,
+                   RESPONSE_MODE_HEADER: "streaming", "Trailer": TRAILER_NAMES}
+        if invocation.invocation_id:
+            headers[INVOCATION_ID_HEADER] = invocation.invocation_id
+        try:
+            response = self._conn.request_chunked("POST", path, headers, chunks, trailers)
+        except OSError as exc:
+            self._conn.close()
+            raise RuntimeApiError(path, None, f"{type(exc).__name__}: {exc}") from exc
+        if response.status == 500:
+            raise PlatformFailure(path, response.status, _excerpt(response.body))
+        return response.status, response.body
 
     def post_error(self, invocation: Invocation, error: dict[str, Any],
                    cause: dict[str, Any] | None) -> tuple[int, bytes]:

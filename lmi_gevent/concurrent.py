@@ -19,7 +19,7 @@ import gevent
 import gevent.event
 import gevent.pool
 
-from . import errors
+from . import errors, scoreboard
 from .client import Invocation, PlatformFailure, RuntimeApiClient
 from .invoke import InvocationCut, Invoker
 from .sequential import Backoff, poll
@@ -63,6 +63,8 @@ class SlotPool:
         self.draining = False
         self.failure: PlatformFailure | None = None
         self.answered = 0
+        self.status = scoreboard.current()  # what the supervisor sees of this worker
+        self.heartbeat: Any = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -161,13 +163,23 @@ class SlotPool:
         if self.draining:
             raise StopPolling
         slot.state = "polling"
-        invocation = poll(slot.client, backoff, sleep=gevent.sleep)
+        self.status.polls(+1)
+        try:
+            invocation = poll(slot.client, backoff, sleep=gevent.sleep)
+        finally:
+            self.status.polls(-1)
         slot.state = "running"
+        self.status.in_flight(+1)
+        self.status.begin(slot.number, invocation.request_id, invocation.invocation_id,
+                          invocation.deadline_ms)
         try:
             self.invoker.run(invocation, slot.client)
             self.answered += 1
+            self.status.answered()
         finally:
             slot.state = "idle"
+            self.status.end(slot.number)
+            self.status.in_flight(-1)
 
 
 def take_turn(hub: Any) -> None:
@@ -207,15 +219,35 @@ def deadline_guard(grace: float | None) -> Callable[[Invocation], ContextManager
     return guard
 
 
+def beat_while_serving(hub: Any, interval: float) -> Any:
+    """A heartbeat in the worker's shared status from the event loop itself: if the loop is
+    stuck in C code, the beats stop and the supervisor can tell."""
+    status = scoreboard.current()
+    timer = hub.loop.timer(interval, interval, ref=False)  # never keeps the loop alive
+    timer.start(status.beat)
+    return timer
+
+
 def serve(address: str, invoker: Invoker, *, size: int, drain_timeout: float,
-          retry_initial: float, retry_max: float) -> int:
-    """Run the slots until SIGTERM/SIGINT (drain, exit 0) or a platform failure (exit 1)."""
+          retry_initial: float, retry_max: float, heartbeat: float = 0.5,
+          pool_record: bool = True) -> int:
+    """Run the slots until SIGTERM/SIGINT (drain, exit 0) or a platform failure (exit 1).
+
+    ``size`` is this process's share of the slots; ``pool_record`` False in a supervised
+    worker, whose supervisor logs the pool record once for all of them.
+    """
     slots = SlotPool(address, invoker, size=size, drain_timeout=drain_timeout,
                      retry_initial=retry_initial, retry_max=retry_max)
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, slots.request_stop, signum)
-    log.debug({"event": "runtime_worker_pool_initializing", "workerCount": size,
-               "executionEnvironmentMaxConcurrency": size})
+    if pool_record:
+        log.debug({"event": "runtime_worker_pool_initializing", "workerCount": size,
+                   "executionEnvironmentMaxConcurrency": size, "processCount": 1,
+                   "slotsPerProcess": [size]})
+    # The first beat tells the supervisor that this worker's signal handlers are installed.
+    scoreboard.current().beat()
+    if heartbeat > 0:
+        slots.heartbeat = beat_while_serving(slots.hub, heartbeat)
     slots.start()
     slots.wait()
     return slots.drain()

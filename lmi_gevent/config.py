@@ -60,6 +60,20 @@ def _max_concurrency(env: str, raw: str) -> int:
     return value
 
 
+def _workers(env: str, raw: str) -> str | int:
+    text = raw.strip().lower()
+    if text in ("", "auto"):
+        return "auto"
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CONCURRENCY_LIMIT:
+        raise ConfigError(env, f"expected `auto` or a whole number from 1 to "
+                               f"{MAX_CONCURRENCY_LIMIT} (1 = one process), got {raw!r}")
+    return value
+
+
 def _log_format(env: str, raw: str) -> str:
     # The official client treats anything but JSON as text; so do we, without failing init.
     return "JSON" if raw.strip().upper() == "JSON" else "Text"
@@ -123,6 +137,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_concurrency", "AWS_LAMBDA_MAX_CONCURRENCY", _max_concurrency, 1,
             "Invocations served at once. Unset, empty or 1: the classic sequential loop, no "
             f"gevent. 2-{MAX_CONCURRENCY_LIMIT}: concurrent mode. Set by Lambda Managed Instances."),
+    Setting("workers", "LMI_GEVENT_WORKERS", _workers, "auto",
+            "Concurrent mode: worker processes sharing the N slots. `auto`: the CPUs this "
+            "process may use (affinity and cgroup CPU quota); a number: that many; `1`: one "
+            "process, no supervisor. Never more than AWS_LAMBDA_MAX_CONCURRENCY."),
+    Setting("worker_restart_initial", "LMI_GEVENT_WORKER_RESTART_INITIAL", _seconds, 0.1,
+            "Seconds before a worker process that died is replaced; the delay doubles while "
+            "replacements keep dying (crash-loop back-off)."),
+    Setting("worker_restart_max", "LMI_GEVENT_WORKER_RESTART_MAX", _seconds, 10.0,
+            "Cap, in seconds, on the delay before replacing a dead worker; a worker that "
+            "lived longer than this resets the back-off."),
+    Setting("worker_heartbeat", "LMI_GEVENT_WORKER_HEARTBEAT", _seconds, 0.5,
+            "Seconds between a worker's event-loop heartbeats in the shared status the "
+            "supervisor reads (0 turns them off)."),
     Setting("log_format", "AWS_LAMBDA_LOG_FORMAT", _log_format, "Text",
             "`JSON` or `Text` log records. Set by Lambda (always JSON on Managed Instances)."),
     Setting("log_level", "AWS_LAMBDA_LOG_LEVEL", _log_level, None,
@@ -165,6 +192,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Concurrent mode: call `grpc.experimental.gevent.init_gevent()` as soon as the "
             "handler imports grpc, so gRPC calls (Google Cloud clients) let other invocations "
             "run (`off` leaves gRPC alone: each call then blocks every invocation)."),
+    Setting("powertools_isolation", "LMI_GEVENT_POWERTOOLS_ISOLATION", _on_off, True,
+            "Concurrent mode: when the handler imports Powertools for AWS Lambda, keep its "
+            "per-invocation state per invocation (Logger keys, Metrics sets, the event "
+            "handler's `current_event`/`context`), as a process per slot would (`off` leaves "
+            "Powertools alone: concurrent invocations then share that state)."),
+    Setting("pool_sizing", "LMI_GEVENT_POOL_SIZING", _on_off, True,
+            "Concurrent mode: where the handler leaves them at their defaults, size botocore's "
+            "`max_pool_connections`, `requests`' `HTTPAdapter(pool_maxsize)` and urllib3's "
+            "`PoolManager(maxsize)` to the slots of this process, so a client shared by every "
+            "invocation reuses its connections instead of opening and discarding them "
+            "(`off` keeps the libraries' sizes: 10, 10 and 1)."),
 )
 
 
@@ -175,6 +213,10 @@ class Config:
     handler: str | None
     task_root: str | None
     max_concurrency: int
+    workers: str | int
+    worker_restart_initial: float
+    worker_restart_max: float
+    worker_heartbeat: float
     log_format: str
     log_level: str | None
     telemetry_fd: int | None
@@ -189,6 +231,8 @@ class Config:
     deadline_grace: float | None
     psycopg2_wait_callback: bool
     grpc_gevent: bool
+    powertools_isolation: bool
+    pool_sizing: bool
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:
@@ -197,6 +241,19 @@ class Config:
     @property
     def concurrent(self) -> bool:
         return self.max_concurrency > 1
+
+    def worker_count(self, usable_cpus: Callable[[], int] | None = None) -> int:
+        """Worker processes to run: 1 in sequential mode, never more than N slots."""
+        if not self.concurrent:
+            return 1
+        if self.workers == "auto":
+            if usable_cpus is None:
+                from .cpus import usable_cpus as detected
+                usable_cpus = detected
+            wanted = usable_cpus()
+        else:
+            wanted = int(self.workers)
+        return max(1, min(wanted, self.max_concurrency))
 
     @property
     def answer_retry(self) -> RetryPolicy:

@@ -19,6 +19,7 @@ CONFIGURATION_ERROR = "Runtime.ConfigurationError"
 RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
 TIMEOUT_ERROR = "Sandbox.Timedout"
 SHUTDOWN_ERROR = "Runtime.ShutdownBeforeAnswer"
+WORKER_EXIT_ERROR = "Runtime.ExitError"  # the platform's own type when a runtime process dies
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 

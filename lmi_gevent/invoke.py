@@ -18,6 +18,7 @@ from .context import REQUEST_ID, TENANT_ID, TRACE_ENV_KEY, TRACE_ID, LambdaConte
 from .delivery import RetryPolicy, deliver
 from .logs import FunctionLog
 from .marshal import decode_event, encode_response
+from .streaming import StreamBody, StreamingResponse, StreamTooLarge
 
 log = logging.getLogger("lmi_gevent")
 
@@ -37,6 +38,14 @@ class InvocationCut(BaseException):
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+
+
+class _StreamInterrupted(Exception):
+    """A streamed post failed after some of it was sent: it must not be repeated."""
+
+    def __init__(self, sent_bytes: int) -> None:
+        super().__init__(sent_bytes)
+        self.sent_bytes = sent_bytes
 
 
 class Failure(NamedTuple):
@@ -81,6 +90,8 @@ class Invoker:
             outcome = self._call_handler(invocation)
             if isinstance(outcome, Failure):
                 self._post_error(invocation, client, outcome.error, outcome.cause)
+            elif isinstance(outcome, StreamingResponse):
+                self._post_stream(invocation, client, outcome)
             else:
                 self._post_response(invocation, client, *outcome)
         finally:
@@ -90,13 +101,17 @@ class Invoker:
             if self.process_wide:
                 set_process_ids(None, None)
 
-    def _call_handler(self, invocation: Invocation) -> tuple[bytes, str] | Failure:
-        """The response body and content type, or the failure to answer with instead."""
+    def _call_handler(self, invocation: Invocation
+                      ) -> tuple[bytes, str] | Failure | StreamingResponse:
+        """The response body and content type, the stream to post, or the failure to answer
+        with instead."""
         try:
             context = build_context(invocation)
             event = decode_event(invocation.body, invocation.content_type)
             with self.guard(invocation):
                 result = self.handler(event, context)
+            if isinstance(result, StreamingResponse):
+                return result
             body, content_type = encode_response(result)
         except InvocationCut as cut:
             fault = errors.RuntimeFault(cut.error_type, cut.message)
@@ -124,6 +139,48 @@ class Invoker:
                 f"The Runtime API refused the {len(body)}-byte response as too large (413).",
                 None, invocation.request_id)
             self._post_error(invocation, client, error, None)
+
+    def _post_stream(self, invocation: Invocation, client: RuntimeApiClient,
+                     response: StreamingResponse) -> None:
+        """Post a streamed answer; the chunks are produced under the same guard as the handler
+        ran, so a deadline reclaim or a drain cut ends the stream with the error trailers."""
+        body = StreamBody(response)
+
+        def trailers() -> dict[str, str]:
+            return body.trailers(lambda exc: self._stream_error(invocation, exc))
+
+        def post() -> tuple[int, bytes]:
+            # Delivery retries a post that failed; a stream may be posted again only while
+            # nothing of it went out, else the platform would get a second, different answer.
+            if body.started:
+                raise _StreamInterrupted(body.sent_bytes)
+            return client.post_stream(invocation, body, response.content_type, trailers)
+
+        try:
+            with self.guard(invocation):
+                self._post(invocation, "response", post)
+        except _StreamInterrupted as interrupted:
+            log.error("The stream of invocation %s broke off after %d bytes and cannot be sent "
+                      "again; the platform sees it truncated.", invocation.request_id,
+                      interrupted.sent_bytes)
+        except InvocationCut as cut:
+            # Cut while a chunk was being written: the chunked body cannot be ended cleanly,
+            # so the connection is dropped and the platform sees a truncated stream.
+            client.close()
+            log.error("Invocation %s was cut (%s) while its stream was being written; the "
+                      "stream ends truncated.", invocation.request_id, cut.error_type)
+        finally:
+            body.close()  # a post that failed early still closes the app's iterable
+
+    def _stream_error(self, invocation: Invocation, exc: BaseException) -> dict[str, Any]:
+        """The error body for a stream that failed after it began (logged like any error)."""
+        if isinstance(exc, InvocationCut):
+            exc = errors.RuntimeFault(exc.error_type, exc.message)
+        elif isinstance(exc, StreamTooLarge):
+            exc = errors.RuntimeFault(errors.RESPONSE_TOO_LARGE, str(exc))
+        error, _ = errors.describe_exception(exc, invocation.request_id)
+        self.function_log.unhandled_error(error)
+        return error
 
     def _post_error(self, invocation: Invocation, client: RuntimeApiClient,
                     error: dict[str, Any], cause: dict[str, Any] | None) -> None:

@@ -23,6 +23,8 @@ def start_runtime(emulator: Emulator, root: Path, handler: str = "app.handler", 
     full_env = dict(env or {})
     if concurrency > 1:
         full_env.setdefault("AWS_LAMBDA_MAX_CONCURRENCY", str(concurrency))
+        # One process unless the test asks for workers: `auto` would depend on the machine.
+        full_env.setdefault("LMI_GEVENT_WORKERS", "1")
     runtime = emulator.start_runtime((argv or RUNTIME) + [handler], env=full_env, cwd=root)
     if wait:
         try:

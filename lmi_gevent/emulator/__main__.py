@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="events kept in the timeline (oldest dropped first)")
     parser.add_argument("--max-answers", type=positive_int, default=200,
                         help="runtime answers kept for /_lmi/answers")
+    parser.add_argument("--function-url-port", type=port, default=None,
+                        help="also serve a Function URL on this port (0 = free port)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one dies (used by api.Emulator)")
     return parser
@@ -85,14 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                         strict=args.strict, function_name=args.function_name,
                         max_events=args.max_events, max_answers=args.max_answers)
     server = EmulatorServer(settings, host=args.host, runtime_port=args.runtime_port,
-                            invoke_port=args.invoke_port)
+                            invoke_port=args.invoke_port, function_url_port=args.function_url_port)
     server.start()
     stopping = Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stopping.set)
     if args.exit_with_parent:
         watch_parent(stopping)
-    ready = {"runtime_api": server.runtime_api, "invoke_url": server.invoke_url, "pid": os.getpid()}
+    ready = {"runtime_api": server.runtime_api, "invoke_url": server.invoke_url, "pid": os.getpid(),
+             "function_url": server.function_url}
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
     stopping.wait()

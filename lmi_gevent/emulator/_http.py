@@ -12,7 +12,7 @@ Stdlib only: the functions take a buffered binary reader and a socket-like objec
 from __future__ import annotations
 
 import http
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -43,6 +43,16 @@ class Request:
     # the Runtime API needs.
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # Every header line in order, names as sent: what a Function URL event is built from.
+    header_list: list[tuple[str, str]] = field(default_factory=list)
+    # Set instead of ``body`` for a streamed answer; the route reads it (see serve_connection).
+    body_stream: ChunkedBody | None = None
+
+    @property
+    def streamed_answer(self) -> bool:
+        """A runtime's streamed response (or an attempt at one, with a mode to refuse): its
+        body is relayed as it arrives, not read first."""
+        return "lambda-runtime-function-response-mode" in self.headers
 
     @property
     def path(self) -> str:
@@ -74,11 +84,12 @@ def read_request_head(rfile: BinaryIO) -> Request | None:
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise BadRequest(f"malformed request line {line[:100]!r}")
     request = Request(parts[0].upper(), parts[1], parts[2])
-    request.headers = _read_headers(rfile)
+    request.headers = _read_headers(rfile, request.header_list)
     return request
 
 
-def _read_headers(rfile: BinaryIO) -> dict[str, str]:
+def _read_headers(rfile: BinaryIO, header_list: list[tuple[str, str]] | None = None
+                  ) -> dict[str, str]:
     headers: dict[str, str] = {}
     total = 0
     while True:
@@ -92,6 +103,8 @@ def _read_headers(rfile: BinaryIO) -> dict[str, str]:
         if not sep:
             raise BadRequest(f"malformed header line {line[:100]!r}")
         headers[name.strip().lower()] = value.strip()
+        if header_list is not None:
+            header_list.append((name.strip(), value.strip()))
 
 
 def read_body(request: Request, rfile: BinaryIO, wfile: _Sender) -> None:
@@ -123,23 +136,63 @@ def _read_exact(rfile: BinaryIO, length: int) -> bytes:
 
 
 def _read_chunked(rfile: BinaryIO) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        size_line = rfile.readline(1024)
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise BadRequest(f"bad chunk size {size_line[:50]!r}") from None
-        if size == 0:
-            _read_headers(rfile)  # trailers (streaming error trailers): read and drop
-            return b"".join(chunks)
-        total += size
-        if total > MAX_BODY:
-            raise BadRequest("chunked body too large")
-        chunks.append(_read_exact(rfile, size))
-        if rfile.readline(3) not in (b"\r\n", b"\n"):
-            raise BadRequest("chunk not followed by CRLF")
+    reader = ChunkedBody(rfile, MAX_BODY)
+    return b"".join(reader)
+
+
+class ChunkedBody:
+    """The chunks of a chunked body, each yielded as soon as it is read; once exhausted,
+    :attr:`trailers` holds the trailer fields (lower-cased names). Raises BadRequest on bad
+    framing or past ``limit`` bytes (None: no limit, for relayed streams)."""
+
+    def __init__(self, rfile: BinaryIO, limit: int | None = None) -> None:
+        self._rfile = rfile
+        self._limit = limit
+        self.total = 0
+        self.trailers: dict[str, str] = {}
+        self.complete = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        rfile = self._rfile
+        while True:
+            size_line = rfile.readline(1024)
+            if not size_line:
+                raise BadRequest("chunked body cut short")
+            try:
+                size = int(size_line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadRequest(f"bad chunk size {size_line[:50]!r}") from None
+            if size == 0:
+                self.trailers = _read_headers(rfile)
+                self.complete = True
+                return
+            self.total += size
+            if self._limit is not None and self.total > self._limit:
+                raise BadRequest("chunked body too large")
+            chunk = _read_exact(rfile, size)
+            if rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise BadRequest("chunk not followed by CRLF")
+            yield chunk
+
+
+def render_chunked_head(status: int, headers: Iterable[tuple[str, str]],
+                        trailer_names: str | None = None) -> bytes:
+    """The head of a response whose body follows in chunked encoding."""
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    lines.append("Transfer-Encoding: chunked")
+    if trailer_names:
+        lines.append(f"Trailer: {trailer_names}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def render_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def render_last_chunk(trailers: Iterable[tuple[str, str]] = ()) -> bytes:
+    fields = "".join(f"{name}: {value}\r\n" for name, value in trailers)
+    return f"0\r\n{fields}\r\n".encode("latin-1")
 
 
 def render_response(

@@ -39,6 +39,9 @@ _COUNTERS = (
     "repeated_answers",
     "repeated_answers_different",
     "bad_requests",
+    "streamed_responses",
+    "stream_errors",
+    "function_url_requests",
 )
 
 

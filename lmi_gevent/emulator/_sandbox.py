@@ -13,12 +13,13 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from gevent import get_hub
 from gevent.event import AsyncResult
+from gevent.queue import Queue
 
 from ._record import Record
 
@@ -56,13 +57,55 @@ class Settings:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
 
 
+class StreamRelay:
+    """A streamed response on its way from the runtime to the caller, chunk by chunk.
+
+    The Runtime API side ``put``s each chunk as it reads it and ``end``s the relay with the
+    trailers; the Invoke API side iterates it and writes each chunk as soon as it comes.
+    """
+
+    def __init__(self, content_type: str) -> None:
+        self.content_type = content_type
+        self._queue: Queue = Queue()
+        self.trailers: dict[str, str] = {}
+        self.ended = False
+        self.chunks = 0
+        self.bytes = 0
+        self.kept = bytearray()  # the first 64 KiB, for /_lmi/answers
+
+    def put(self, chunk: bytes) -> None:
+        self.chunks += 1
+        self.bytes += len(chunk)
+        if len(self.kept) < 65536:
+            self.kept += chunk[:65536 - len(self.kept)]
+        if not self.ended:
+            self._queue.put(chunk)
+
+    def end(self, trailers: dict[str, str]) -> None:
+        """No more chunks reach the caller (the stream finished, or was cut)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.trailers = trailers
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            yield chunk
+
+
 @dataclass(frozen=True)
 class CallerAnswer:
-    """What the Invoke API sends back to the caller of one invocation."""
+    """What the Invoke API sends back to the caller of one invocation; ``stream`` is set
+    instead of ``body`` for a streamed response."""
 
     status: int
     headers: Headers
     body: bytes
+    stream: StreamRelay | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +158,7 @@ class Invocation:
     deadline_ms: int = 0
     outcome: AsyncResult = field(default_factory=AsyncResult)
     timer: Any = None
+    relay: StreamRelay | None = None
 
     def runtime_headers(self, function_arn: str) -> Headers:
         """The headers of the /next answer that carries this invocation."""
@@ -331,7 +375,11 @@ class Sandbox:
         self.record.count("timed_out")
         self.record.event("timeout", inv.request_id)
         seconds = self.settings.timeout
-        inv.outcome.set(function_error("Sandbox.Timedout", f"Task timed out after {seconds:.2f} seconds"))
+        message = f"Task timed out after {seconds:.2f} seconds"
+        if inv.relay is not None:  # the caller already has the head: cut its stream
+            inv.relay.end(_stream_error_trailers("Sandbox.Timedout", message))
+            return
+        inv.outcome.set(function_error("Sandbox.Timedout", message))
 
     @staticmethod
     def _stop_timer(inv: Invocation) -> None:
@@ -344,6 +392,64 @@ class Sandbox:
         inv = self._in_flight.get(request_id)
         echo = self._echo_state(inv, headers)
         self._log_answer(request_id, kind, headers, body, echo)
+        checked = self._check_answer(inv, request_id, echo, kind, body)
+        if not isinstance(checked, Invocation):
+            return checked
+        if kind == "error":
+            return self._take_error(checked, headers, body)
+        return self._take_response(checked, headers, body)
+
+    def start_stream(self, request_id: str, headers: dict[str, str]) -> Rejection | StreamRelay:
+        """A streamed POST /response began: the caller gets the head now and each chunk as
+        the runtime sends it. Finish with :meth:`end_stream`."""
+        inv = self._in_flight.get(request_id)
+        echo = self._echo_state(inv, headers)
+        # A stream cannot be compared before it is read: a repeated one counts as a repeat of
+        # the same answer (see _count_repeat).
+        checked = self._check_answer(inv, request_id, echo, "stream", b"")
+        if not isinstance(checked, Invocation):
+            self._log_answer(request_id, "response", headers, b"", echo)
+            return checked
+        relay = StreamRelay(headers.get("content-type") or "application/octet-stream")
+        checked.relay = relay
+        self.record.count("streamed_responses")
+        self.record.event("stream_start", request_id)
+        answer_headers = (
+            ("Content-Type", relay.content_type),
+            ("X-Amz-Executed-Version", "$LATEST"),
+            ("X-Amzn-RequestId", request_id),
+        )
+        checked.outcome.set(CallerAnswer(200, answer_headers, b"", relay))
+        return relay
+
+    def end_stream(self, request_id: str, headers: dict[str, str], relay: StreamRelay,
+                   trailers: dict[str, str], *, truncated: bool = False) -> Rejection | None:
+        """The streamed answer's body ended (with ``trailers``, or cut short)."""
+        if truncated:
+            trailers = _stream_error_trailers("Runtime.TruncatedResponse",
+                                              "the runtime's stream ended without its last chunk")
+        relay.end(trailers)
+        inv = self._in_flight.get(request_id)
+        self._log_answer(request_id, "response", {**headers, **trailers}, bytes(relay.kept),
+                         self._echo_state(inv, headers), body_bytes=relay.bytes)
+        if "lambda-runtime-function-error-type" in trailers:
+            self.record.count("stream_errors")
+        if inv is None or inv.relay is not relay:
+            return None
+        if inv.state == "timed_out":
+            self._finish(inv, "late_answer")
+            self.record.count("late_answers")
+            return Rejection(410, "InvokeTimeout", "Invoke timeout")
+        self.record.count("responses")
+        self._remember_answer(inv, "stream", b"")
+        self._finish(inv, "stream")
+        if truncated:
+            return Rejection(400, "TruncatedHTTPRequest", "the streamed response was cut short")
+        return None
+
+    def _check_answer(self, inv: Invocation | None, request_id: str, echo: str | None,
+                      kind: str, body: bytes) -> Invocation | Rejection | None:
+        """The invocation an answer may go to, or the Runtime API's refusal."""
         if inv is None:
             self._count_repeat(request_id, kind, body)
             self.record.count("invalid_request_ids")
@@ -359,9 +465,7 @@ class Sandbox:
             return Rejection(410, "InvokeTimeout", "Invoke timeout")
         if echo == "missing":
             self.record.count("invocation_id_missing")  # RIE accepts it; we only count it
-        if kind == "error":
-            return self._take_error(inv, headers, body)
-        return self._take_response(inv, headers, body)
+        return inv
 
     def _take_response(self, inv: Invocation, headers: dict[str, str], body: bytes) -> Rejection | None:
         if len(body) > MAX_RESPONSE_BYTES:
@@ -434,14 +538,14 @@ class Sandbox:
         return "ok" if echoed == inv.invocation_id else "mismatch"
 
     def _log_answer(self, request_id: str, kind: str, headers: dict[str, str], body: bytes,
-                    echo: str | None) -> None:
+                    echo: str | None, body_bytes: int | None = None) -> None:
         self.record.answers.append({
             "t": time.monotonic(),
             "endpoint": kind,
             "request_id": request_id,
             "headers": dict(headers),
             "body": body[:65536].decode("utf-8", "replace"),
-            "body_bytes": len(body),
+            "body_bytes": len(body) if body_bytes is None else body_bytes,
             "invocation_id_echo": echo,
             "error_type_header": headers.get("lambda-runtime-function-error-type"),
             "xray_cause_present": "lambda-runtime-function-xray-error-cause" in headers,
@@ -520,6 +624,12 @@ class Sandbox:
         }
         stats["faults_pending"] = self.pending_faults()
         return stats
+
+
+def _stream_error_trailers(error_type: str, message: str) -> dict[str, str]:
+    document = json.dumps({"errorType": error_type, "errorMessage": message, "stackTrace": []})
+    return {"lambda-runtime-function-error-type": error_type,
+            "lambda-runtime-function-error-body": base64.b64encode(document.encode()).decode()}
 
 
 def _is_json_object(body: bytes) -> bool:

@@ -18,16 +18,18 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PLATFORM_FAULTS", "Emulator", "EmulatorError", "InvokeResult", "RuntimeProcess"]
+__all__ = ["PLATFORM_FAULTS", "ChunkedReply", "Emulator", "EmulatorError", "InvokeResult", "RuntimeProcess",
+           "open_reply"]
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 # The directory that holds the lmi_gevent package, so an uninstalled checkout works.
@@ -70,6 +72,88 @@ class InvokeResult:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+class ChunkedReply:
+    """An HTTP answer read as it arrives: for streamed responses, where each chunk's arrival
+    matters. ``headers`` has lower-cased names (repeated ones in ``header_list``); iterate
+    :meth:`chunks` for the body, then read :attr:`trailers`. Raw sockets, so nothing between
+    the wire and the test buffers a chunk."""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        sock.settimeout(timeout)
+        self._sock = sock
+        self._rfile = sock.makefile("rb", 0)
+        line = self._rfile.readline(65536).decode("latin-1")
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise EmulatorError(f"not an HTTP status line: {line!r}")
+        self.status = int(parts[1])
+        self.header_list = self._fields()
+        self.headers = {name.lower(): value for name, value in self.header_list}
+        self.trailers: dict[str, str] = {}
+        self.complete = False
+
+    def _fields(self) -> list[tuple[str, str]]:
+        fields = []
+        while True:
+            line = self._rfile.readline(1 << 21).decode("latin-1")
+            if line in ("\r\n", "\n", ""):
+                return fields
+            name, _, value = line.partition(":")
+            fields.append((name.strip(), value.strip()))
+
+    def chunks(self) -> Iterator[bytes]:
+        """Each chunk as it arrives (a Content-Length body comes as one chunk)."""
+        if "chunked" not in self.headers.get("transfer-encoding", ""):
+            length = int(self.headers.get("content-length", "0"))
+            data = self._read(length)
+            self.complete = True
+            if data:
+                yield data
+            return
+        while True:
+            size_line = self._rfile.readline(1024)
+            if not size_line:
+                return  # cut short: ``complete`` stays False
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                self.trailers = {name.lower(): value for name, value in self._fields()}
+                self.complete = True
+                return
+            data = self._read(size)
+            self._rfile.readline(3)
+            yield data
+
+    def _read(self, size: int) -> bytes:
+        parts, left = [], size
+        while left:
+            part = self._rfile.read(left)
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
+
+    def body(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def close(self) -> None:
+        self._rfile.close()
+        self._sock.close()
+
+
+def open_reply(host: str, port: int, method: str, target: str, *, body: bytes = b"",
+               headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+               timeout: float = 30.0) -> ChunkedReply:
+    """Send one request on a fresh connection and return its answer, unread."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+             f"Content-Length: {len(body)}"]
+    lines.extend(f"{name}: {value}" for name, value in pairs)
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    return ChunkedReply(sock, timeout)
 
 
 class _Connections(threading.local):
@@ -213,7 +297,8 @@ class Emulator:
 
     def __init__(self, *, concurrency: int = 1, timeout: float = 30.0, queue: int | None = None,
                  strict: bool = False, function_name: str = "function",
-                 python: str = sys.executable, max_events: int = 20000, max_answers: int = 200) -> None:
+                 python: str = sys.executable, max_events: int = 20000, max_answers: int = 200,
+                 function_url: bool = False) -> None:
         self.function_name = function_name
         argv = [python, "-m", "lmi_gevent.emulator", "--concurrency", str(concurrency),
                 "--timeout", str(timeout), "--function-name", function_name,
@@ -223,6 +308,8 @@ class Emulator:
             argv += ["--queue", str(queue)]
         if strict:
             argv.append("--strict")
+        if function_url:
+            argv += ["--function-url-port", "0"]
         self._runtimes: list[RuntimeProcess] = []
         self._local = _Connections()
         self._all_connections: list[http.client.HTTPConnection] = []
@@ -239,6 +326,8 @@ class Emulator:
         self.runtime_api: str = ready["runtime_api"]
         self.invoke_url: str = ready["invoke_url"]
         self.pid: int = ready["pid"]
+        # ``http://127.0.0.1:PORT/`` when started with ``function_url=True``.
+        self.function_url: str | None = ready.get("function_url")
         host_port = self.invoke_url.split("://", 1)[1]
         self._host, _, port = host_port.rpartition(":")
         self._host = self._host.strip("[]")
@@ -334,6 +423,13 @@ class Emulator:
         if trace_id is not None:
             headers["X-Amzn-Trace-Id"] = trace_id
         return self._request("POST", INVOKE_PATH, _encode_payload(payload), headers, timeout=timeout)
+
+    def invoke_streaming(self, payload: bytes | str | object = b"{}", *, timeout: float = 60,
+                         content_type: str = "application/json") -> ChunkedReply:
+        """Invoke on a fresh connection and return the answer unread, to read a streamed
+        response chunk by chunk as the runtime produces it."""
+        return open_reply(self._host, self._port, "POST", INVOKE_PATH, body=_encode_payload(payload),
+                          headers={"Content-Type": content_type}, timeout=timeout)
 
     def invoke_many(self, payloads: Iterable[bytes | str | object], *, parallel: int,
                     timeout: float = 60) -> list[InvokeResult]:

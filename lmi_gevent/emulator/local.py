@@ -5,6 +5,8 @@ child process, so a user can curl it (and try N-way concurrency) on a laptop.
     curl -XPOST http://127.0.0.1:8080/2015-03-31/functions/function/invocations \
          -H 'Content-Type: application/json' -d '{}'
 
+    lmi-gevent local app.handler --function-url     # then: curl -N http://127.0.0.1:8080/any/path
+
 The child is ``[sys.executable, "-m", "lmi_gevent", HANDLER]``. For tests only, another
 command can stand in for it: the ``runtime_cmd`` argument of ``main``, or the environment
 variable ``LMI_GEVENT_LOCAL_RUNTIME_CMD`` (split like a shell line; ``{handler}`` in it is
@@ -70,6 +72,12 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return str(_bounded_int("--workers", 1, 1600)(text))
+
+
 def _env_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key or "\0" in text:
@@ -86,9 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Invoke API address (default 127.0.0.1; it has no authentication)")
     parser.add_argument("--concurrency", type=_bounded_int("--concurrency", 1, 1600), default=1,
                         help="AWS_LAMBDA_MAX_CONCURRENCY for the runtime (default 1)")
+    parser.add_argument("--workers", type=_workers, default=None, metavar="K|auto",
+                        help="LMI_GEVENT_WORKERS for the runtime: worker processes sharing the N "
+                             "slots (default: the environment's, else auto = usable CPUs)")
     parser.add_argument("--timeout", type=_timeout, default=30.0, help="function timeout in seconds (default 30)")
     parser.add_argument("--queue", type=_bounded_int("--queue", 0, 1_000_000), default=None,
                         help="invocations that may wait for a free slot before a 429 (default max(100, 4N))")
+    parser.add_argument("--function-url", action="store_true",
+                        help="serve --port as a Function URL: every HTTP request becomes a payload "
+                             "2.0 event and the answer a real HTTP response, streamed when the "
+                             "handler streams (the Invoke API moves to a free loopback port)")
     parser.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment variable for the runtime (repeatable)")
     return parser
@@ -137,6 +152,8 @@ def runtime_environment(args: argparse.Namespace, runtime_api: str) -> dict[str,
     if args.concurrency > 1:
         env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(args.concurrency)
         env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "lambda-managed-instances"
+    if args.workers is not None:
+        env["LMI_GEVENT_WORKERS"] = args.workers
     env.update(dict(args.env))
     return env
 
@@ -197,8 +214,12 @@ class _Session:
         from .server import EmulatorServer, Settings
 
         settings = Settings(concurrency=self.args.concurrency, timeout=self.args.timeout, queue=self.args.queue)
-        server = EmulatorServer(settings, host=self.args.host, invoke_port=self.args.port,
-                                runtime_host="127.0.0.1")
+        if self.args.function_url:
+            server = EmulatorServer(settings, host=self.args.host, invoke_port=0, runtime_host="127.0.0.1",
+                                    function_url_port=self.args.port)
+        else:
+            server = EmulatorServer(settings, host=self.args.host, invoke_port=self.args.port,
+                                    runtime_host="127.0.0.1")
         try:
             server.start()
         except OSError as exc:
@@ -230,8 +251,13 @@ class _Session:
         handlers = [gevent.signal_handler(sig, self._forward, sig) for sig in (signal.SIGINT, signal.SIGTERM)]
         try:
             url = server.invoke_url + INVOKE_PATH
-            print(f"{PROG}: {self.args.handler} (concurrency {self.args.concurrency}) — "
-                  f"try: curl -s -XPOST {url} -H 'Content-Type: application/json' -d '{{}}'", flush=True)
+            if server.function_url:
+                print(f"{PROG}: {self.args.handler} (concurrency {self.args.concurrency}) — "
+                      f"Function URL {server.function_url} — try: curl -N {server.function_url}",
+                      flush=True)
+            else:
+                print(f"{PROG}: {self.args.handler} (concurrency {self.args.concurrency}) — "
+                      f"try: curl -s -XPOST {url} -H 'Content-Type: application/json' -d '{{}}'", flush=True)
             return self._wait_for_end()
         finally:
             for handler in handlers:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 from gevent import get_hub, sleep
 from gevent.server import StreamServer
 
-from . import _http
+from . import _http, function_url
 from ._sandbox import (
     MAX_EVENT_BYTES,
     CallerAnswer,
@@ -140,9 +140,14 @@ def serve_connection(sock: socket.socket, address: Any, *, router: Router,
                 _check_unread_after_eof(conn)
                 return
             conn.on_reset_unread = None  # the peer is talking, so it read our last answer
-            _http.read_body(request, conn.rfile, conn.sock)
+            if request.streamed_answer and "chunked" in request.headers.get("transfer-encoding", ""):
+                request.body_stream = _http.ChunkedBody(conn.rfile)
+            else:
+                _http.read_body(request, conn.rfile, conn.sock)
             if not router(request, conn) or not request.keep_alive:
                 return
+            if request.body_stream is not None and not request.body_stream.complete:
+                return  # a route left a stream unread: the connection is out of step
     except _http.BadRequest as exc:
         if on_bad_request is not None:
             on_bad_request()
@@ -280,8 +285,40 @@ class RuntimeApi:
         faulted, after = self._fault(kind, conn)
         if faulted is not None:
             return faulted
+        mode = request.headers.get("lambda-runtime-function-response-mode")
+        if mode is not None and (mode.lower() != "streaming" or kind != "response"):
+            self.record.status(kind, 400)
+            conn.send(400, (_JSON,), Rejection(400, "InvalidFunctionResponseMode",
+                                               f"unsupported response mode {mode!r}").body(), close=True)
+            return False
+        if request.body_stream is not None:
+            return self._relay_stream(request_id, request, conn, after)
         rejection = self.sandbox.answer(request_id, kind, request.headers, request.body)
         return self._reply(kind, rejection, conn, after)
+
+    def _relay_stream(self, request_id: str, request: _http.Request, conn: Connection,
+                      after: Fault | None) -> bool:
+        """A streamed response: each chunk goes to the caller as soon as it is read."""
+        body = request.body_stream
+        assert body is not None
+        started = self.sandbox.start_stream(request_id, request.headers)
+        if isinstance(started, Rejection):
+            for _ in body:  # read to the end so the connection stays usable
+                pass
+            return self._reply("response", started, conn, after)
+        try:
+            for chunk in body:
+                started.put(chunk)
+        except (_http.BadRequest, OSError):
+            rejection = self.sandbox.end_stream(request_id, request.headers, started, {}, truncated=True)
+            self.record.status("response", 400)
+            try:
+                conn.send(400, (_JSON,), rejection.body() if rejection else b"{}", close=True)
+            except OSError:
+                pass
+            return False
+        rejection = self.sandbox.end_stream(request_id, request.headers, started, body.trailers)
+        return self._reply("response", rejection, conn, after)
 
     def _init_error(self, request: _http.Request, conn: Connection) -> bool:
         faulted, after = self._fault("init_error", conn)
@@ -380,6 +417,8 @@ class InvokeApi:
 
     def _send(self, conn: Connection, answer: CallerAnswer) -> bool:
         self.record.status("invoke", answer.status)
+        if answer.stream is not None:
+            return send_stream(conn, answer)
         conn.send(answer.status, answer.headers, answer.body)
         return True
 
@@ -398,6 +437,99 @@ def _apply_fault(fault: Fault, endpoint: str, conn: Connection,
     conn.send_json(fault.status, {"errorType": "InjectedFault",
                                   "errorMessage": f"fault injected on {endpoint}"})
     return True
+
+
+TRAILER_NAMES = "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body"
+
+
+def send_stream(conn: Connection, answer: CallerAnswer) -> bool:
+    """Relay a streamed response to the caller as chunks arrive, the runtime's error trailers
+    (if any) as real trailers. A caller that hangs up stops the relay, not the runtime."""
+    relay = answer.stream
+    assert relay is not None
+    try:
+        conn.sock.sendall(_http.render_chunked_head(answer.status, answer.headers, TRAILER_NAMES))
+        for chunk in relay:
+            conn.sock.sendall(_http.render_chunk(chunk))
+        conn.sock.sendall(_http.render_last_chunk(_trailer_fields(relay.trailers)))
+    except OSError:
+        relay.end({})
+        return False
+    return True
+
+
+def _trailer_fields(trailers: dict[str, str]) -> list[tuple[str, str]]:
+    names = {"lambda-runtime-function-error-type": "Lambda-Runtime-Function-Error-Type",
+             "lambda-runtime-function-error-body": "Lambda-Runtime-Function-Error-Body"}
+    return [(names[key], value) for key, value in trailers.items() if key in names]
+
+
+class FunctionUrlApi:
+    """Any HTTP request -> a Function URL event -> the function's answer as HTTP (see
+    ``function_url``). Streamed answers are relayed chunk by chunk as they arrive."""
+
+    def __init__(self, sandbox: Sandbox, port: Callable[[], int]) -> None:
+        self.sandbox = sandbox
+        self.record = sandbox.record
+        self._port = port
+
+    def route(self, request: _http.Request, conn: Connection) -> bool:
+        self.record.count("function_url_requests")
+        if len(request.body) > MAX_EVENT_BYTES:
+            return self._send(conn, 413, b'{"Message":"Request must be smaller than 6 MB"}')
+        event = function_url.build_event(request, _peer_ip(conn), self._port())
+        inv = Invocation(body=json.dumps(event).encode(), content_type="application/json",
+                         trace_id=new_trace_id())
+        answer = self.sandbox.submit(inv)
+        if answer is None:
+            watch = HangupWatch(conn, lambda: self.sandbox.abandon(inv))
+            try:
+                answer = inv.outcome.get()
+            finally:
+                watch.close()
+            if answer is None:
+                return False  # the client hung up while the invocation waited
+        if answer.status != 200:  # refused before it ran (queue full, init error)
+            return self._send(conn, answer.status, answer.body)
+        try:
+            if answer.stream is not None:
+                return self._relay(conn, answer)
+            function_error = any(name == "X-Amz-Function-Error" for name, _ in answer.headers)
+            content_type = dict(answer.headers).get("Content-Type", "")
+            status, headers, body = function_url.buffered_response(content_type, answer.body, function_error)
+        except function_url.BadAnswer as exc:
+            return self._send(conn, 502, json.dumps({"Message": f"Bad function answer: {exc}"}).encode())
+        conn.send(status, headers, body)
+        return True
+
+    def _relay(self, conn: Connection, answer: CallerAnswer) -> bool:
+        relay = answer.stream
+        assert relay is not None
+        status, headers, chunks = function_url.split_stream(relay.content_type, iter(relay))
+        try:
+            conn.sock.sendall(_http.render_chunked_head(status, headers))
+            for chunk in chunks:
+                conn.sock.sendall(_http.render_chunk(chunk))
+            if "lambda-runtime-function-error-type" in relay.trailers:
+                # As Lambda does: a stream that failed is cut, never ended as if complete.
+                conn.reset()
+                return False
+            conn.sock.sendall(_http.render_last_chunk())
+        except OSError:
+            relay.end({})
+            return False
+        return True
+
+    def _send(self, conn: Connection, status: int, body: bytes) -> bool:
+        conn.send(status, (_JSON,), body)
+        return True
+
+
+def _peer_ip(conn: Connection) -> str:
+    try:
+        return str(conn.sock.getpeername()[0])
+    except OSError:
+        return "127.0.0.1"
 
 
 # What a caller sends when it names no JSON type but means JSON: curl's `-d` default.
@@ -506,7 +638,8 @@ class EmulatorServer:
     """
 
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1",
-                 runtime_port: int = 0, invoke_port: int = 0, runtime_host: str | None = None) -> None:
+                 runtime_port: int = 0, invoke_port: int = 0, runtime_host: str | None = None,
+                 function_url_port: int | None = None) -> None:
         self.settings = settings
         self.sandbox = Sandbox(settings)
         record = self.sandbox.record
@@ -521,14 +654,33 @@ class EmulatorServer:
             partial(serve_connection, router=_guarded(InvokeApi(self.sandbox).route, record.status),
                     on_bad_request=bad),
             backlog=BACKLOG)
+        # A Function URL on a port of its own when asked for (``local --function-url``).
+        self._function_url: StreamServer | None = None
+        if function_url_port is not None:
+            api = FunctionUrlApi(self.sandbox, lambda: int(self._function_url.address[1]))  # type: ignore[union-attr]
+            self._function_url = StreamServer(
+                (host, function_url_port),
+                partial(serve_connection, router=_guarded(api.route, record.status), on_bad_request=bad),
+                backlog=BACKLOG)
 
     def start(self) -> None:
         self._runtime.start()
         self._invoke.start()
+        if self._function_url is not None:
+            self._function_url.start()
 
     def stop(self, timeout: float = 1.0) -> None:
+        if self._function_url is not None:
+            self._function_url.stop(timeout)
         self._invoke.stop(timeout)
         self._runtime.stop(timeout)
+
+    @property
+    def function_url(self) -> str | None:
+        """``http://host:port/`` of the Function URL, when there is one."""
+        if self._function_url is None:
+            return None
+        return "http://" + _host_port(self._function_url.address) + "/"
 
     @property
     def runtime_api(self) -> str:

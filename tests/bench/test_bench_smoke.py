@@ -44,7 +44,7 @@ def test_quick_bench_writes_a_table_with_both_runtimes_and_a_plot(tmp_path: Path
 
     markdown = (tmp_path / "bench.md").read_text(encoding="utf-8")
     runtimes = {cell for row in _table_rows(markdown) for cell in row}
-    assert {"lmi-gevent", "awslambdaric"} <= runtimes, markdown
+    assert {"lmi-gevent", "lmi-gevent K=auto", "awslambdaric"} <= runtimes, markdown
     assert "Skipped or failed" not in markdown, markdown
 
     png = (tmp_path / "bench.png").read_bytes()

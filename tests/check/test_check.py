@@ -93,7 +93,7 @@ def test_json_report_shape_and_warnings_do_not_fail(task_root, run_check, tmp_pa
     assert result.code == 0, result.stdout
     report = result.report()
     assert set(report) == {"handler", "root", "event", "concurrency", "stall_threshold", "ok",
-                           "blockers", "warnings", "findings", "import", "run"}
+                           "blockers", "warnings", "findings", "import", "run", "workers"}
     assert (report["handler"], report["root"], report["event"]) == ("app.handler", str(root),
                                                                     str(event))
     assert (report["concurrency"], report["blockers"], report["warnings"]) == (2, 0, 1)
@@ -102,12 +102,13 @@ def test_json_report_shape_and_warnings_do_not_fail(task_root, run_check, tmp_pa
     assert (finding["severity"], finding["kind"]) == ("warning", "non-cooperative")
     assert "sqlite3" in finding["message"] and finding["fix"]
     assert set(report["import"]) == {"init_seconds", "error", "imported_before_patching",
-                                     "non_cooperative"}
+                                     "non_cooperative", "hooks"}
+    assert report["import"]["hooks"]["settings"]["powertools_isolation"] is True
     assert [risk["module"] for risk in report["import"]["non_cooperative"]] == ["_sqlite3"]
     run = report["run"]
     assert run["invocations"] == {"warm_up": 1, "alone": 1, "concurrent": 2}
     assert set(run) >= {"alone_seconds", "concurrent_seconds", "effective_concurrency",
-                        "failed", "stalls", "request_ids"}
+                        "failed", "stalls", "request_ids", "shared_state", "small_pools"}
 
 
 def test_human_report_names_the_stall_and_the_verdict(task_root, run_check):
@@ -121,6 +122,18 @@ def test_human_report_names_the_stall_and_the_verdict(task_root, run_check):
     assert f"{root / 'app.py'}:{BLOCKING_LINE} in handler" in result.stdout
     assert "libc.usleep(300_000)" in result.stdout
     assert result.stdout.rstrip().endswith("(2 blocker(s), 0 warning(s)).")
+
+
+def test_report_names_the_worker_processes_and_that_globals_are_per_worker(task_root, run_check,
+                                                                           monkeypatch):
+    monkeypatch.setenv("LMI_GEVENT_WORKERS", "3")
+    root = task_root(app=QUICK_APP)
+    text = run_check("app.handler", "--root", root, "--concurrency", 7)
+    assert "start 3 worker process(es) x 3/2 slot(s) (LMI_GEVENT_WORKERS=3)" in text.stdout
+    assert "module globals, caches and clients are per worker process" in text.stdout
+    report = run_check("app.handler", "--root", root, "--concurrency", 7, "--json").report()
+    assert report["workers"] == {"count": 3, "setting": "3", "slots_per_worker": [3, 2, 2]}
+    assert report["run"]["invocations"]["concurrent"] == 7  # measured in one process
 
 
 @pytest.mark.parametrize("handler, source, error_type", [
@@ -285,7 +298,7 @@ import time
 
 CLIENT = None        # made once, by the first invocation: fine
 current_user = None  # per-invocation state in a module global: what check must name
-SEEN = []            # a shared list changed in place: not a rebinding
+SEEN = []            # changed in place, not rebound; but it keeps each invocation's user
 os.environ["APP_MODE"] = "set once at import: fine"
 
 
@@ -314,7 +327,144 @@ def test_names_process_state_that_every_invocation_changes(task_root, run_check,
     assert result.code == 0, result.stdout  # warnings, not blockers
     report = result.report()
     assert sorted((s["kind"], s["name"]) for s in report["run"]["shared_state"]) == [
-        ("cwd", ""), ("env", "LAST_REQUEST"), ("global", "current_user")]
-    assert sorted(result.kinds("warning")) == ["shared-cwd", "shared-env", "shared-global"]
+        ("cwd", ""), ("env", "LAST_REQUEST"), ("global", "current_user"), ("value", "SEEN[0]")]
+    assert sorted(result.kinds("warning")) == ["shared-cwd", "shared-env", "shared-global",
+                                               "shared-value"]
     messages = " ".join(f["message"] for f in report["findings"])
     assert "`current_user`" in messages and "`LAST_REQUEST`" in messages and "os.chdir" in messages
+
+
+LEFT_STATE_APP = """
+import time
+
+
+class State:
+    pass
+
+
+class App:
+    def __init__(self):
+        self.state = State()
+        self.settings = {"region": "us-east-1"}  # equal to an event value, not from it
+        self.history = []
+
+
+app = App()
+PRICES = {}  # a plain cache: computed values keyed by event values
+
+
+def handler(event, context):
+    app.state.user_id = event["user"]["id"]        # per invocation: must be named
+    app.history.append({"request": context.aws_request_id})  # per invocation: named
+    PRICES[event["item"]] = len(event["item"]) * 10  # cache: fine
+    time.sleep(0.05)
+    return {"user": app.state.user_id, "price": PRICES[event["item"]]}
+"""
+
+CACHE_ONLY_APP = """
+import time
+
+CACHE = {}
+
+
+class Client:
+    def __init__(self):
+        self.calls = 0
+        self.region = "us-east-1"
+
+
+client = Client()
+
+
+def handler(event, context):
+    client.calls += 1
+    key = event["item"]
+    if key not in CACHE:
+        CACHE[key] = {"price": len(key) * 10, "fetched": time.time()}
+    time.sleep(0.05)
+    return CACHE[key]
+"""
+
+
+def test_names_invocation_values_left_in_module_level_objects(task_root, run_check, tmp_path):
+    root = task_root(app=LEFT_STATE_APP)
+    event = tmp_path / "event.json"
+    event.write_text('{"user": {"id": "user-42"}, "item": "book", "region": "us-east-1"}')
+
+    result = run_check("app.handler", "--root", root, "--event", str(event), "--json")
+
+    assert result.code == 0, result.stdout  # warnings, not blockers
+    left = {(s["name"].split("[")[0], s["source"]) for s in result.report()["run"]["shared_state"]
+            if s["kind"] == "value"}
+    assert left == {("app.state.user_id", "the event's user.id"),
+                    ("app.history", "the request id")}, result.stdout
+    finding = next(f for f in result.report()["findings"] if f["kind"] == "shared-value"
+                   and "app.state.user_id" in f["message"])
+    assert "'user-42'" in finding["message"] and "contextvars" in finding["fix"]
+
+
+def test_a_plain_shared_cache_is_not_reported(task_root, run_check, tmp_path):
+    root = task_root(app=CACHE_ONLY_APP)
+    event = tmp_path / "event.json"
+    event.write_text('{"item": "book"}')
+
+    result = run_check("app.handler", "--root", root, "--event", str(event), "--json")
+
+    assert result.code == 0, result.stdout
+    assert result.report()["run"]["shared_state"] == [], result.stdout
+    assert result.kinds("warning") == [], result.stdout
+
+
+POWERTOOLS_CHECK_APP = """
+import time
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+
+logger = Logger(service="shop")
+DYNAMODB = boto3.client("dynamodb", region_name="us-east-1",
+                        config=Config(max_pool_connections=2))  # below the slots: named
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    time.sleep(0.05)
+    logger.info("done")
+    return {"ok": True}
+"""
+
+
+def test_report_names_active_isolation_hooks_and_a_small_pool(task_root, run_check,
+                                                              monkeypatch):
+    pytest.importorskip("aws_lambda_powertools")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    root = task_root(app=POWERTOOLS_CHECK_APP)
+
+    result = run_check("app.handler", "--root", root, "--json")
+
+    report = result.report()
+    applied = report["import"]["hooks"]["applied"]
+    assert applied["aws_lambda_powertools.logging.formatter"] == "powertools"
+    assert applied["botocore.config"] == "pool_sizing"
+    assert result.kinds("warning") == ["small-pool"], result.stdout  # no leak: isolated
+    assert "max_pool_connections=2" in report["findings"][0]["message"]
+    text = run_check("app.handler", "--root", root).stdout
+    assert "Powertools state per invocation: on, active for aws_lambda_powertools." in text
+    assert "connection pools sized for the slots: on, active for botocore.config" in text
+
+
+def test_with_powertools_isolation_off_check_finds_the_logger_keys(task_root, run_check,
+                                                                   monkeypatch):
+    pytest.importorskip("aws_lambda_powertools")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("LMI_GEVENT_POWERTOOLS_ISOLATION", "off")
+    root = task_root(app=POWERTOOLS_CHECK_APP)
+
+    result = run_check("app.handler", "--root", root, "--json")
+
+    places = {s["name"] for s in result.report()["run"]["shared_state"] if s["kind"] == "value"}
+    assert "logger.logger_handler.formatter.log_format['function_request_id']" in places, \
+        result.stdout
+    assert "Powertools state per invocation: off" in run_check(
+        "app.handler", "--root", root).stdout

@@ -9,6 +9,7 @@ that wait together. A driver that yields to gevent shows N; one that blocks in C
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import socket
@@ -142,6 +143,9 @@ class _SlowHandler(BaseHTTPRequestHandler):
             self._answer(b'{"ok": true}', "application/json")
 
     def _answer(self, body: bytes, content_type: str) -> None:
+        if not getattr(self, "counted", False):  # one handler object per connection
+            self.counted = True
+            self.server.opened(self.headers.get("User-Agent", ""))
         with self.server.counting():
             time.sleep(self.server.delay)
         self.send_response(200)
@@ -164,6 +168,12 @@ class _SlowServer(ThreadingHTTPServer):
         self.peak = 0
         self._in_flight = 0
         self._lock = threading.Lock()
+        # connections opened, by the client's product name (User-Agent up to its first "/")
+        self.connections: collections.Counter[str] = collections.Counter()
+
+    def opened(self, user_agent: str) -> None:
+        with self._lock:
+            self.connections[user_agent.split("/", 1)[0]] += 1
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake happens here, in the request's own thread, so that one slow
@@ -193,6 +203,10 @@ class LocalServer:
     @property
     def peak(self) -> int:
         return self.server.peak
+
+    @property
+    def connections(self) -> collections.Counter[str]:
+        return self.server.connections
 
 
 def _serve(tls: ssl.SSLContext | None) -> Iterator[LocalServer]:
@@ -264,6 +278,9 @@ class DriverRun:
         self.concurrency = concurrency
         self.emulator = Emulator(concurrency=concurrency, timeout=30)
         full_env = {"AWS_LAMBDA_MAX_CONCURRENCY": str(concurrency), "NO_PROXY": "*",
+                    # Cooperation is a property of one process: worker processes on other
+                    # cores would overlap even a library that blocks its event loop.
+                    "LMI_GEVENT_WORKERS": "1",
                     # No real AWS account, profile or metadata service is ever consulted.
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_CONFIG_FILE": str(self.tmp_path / "no-aws-config"),

@@ -102,6 +102,12 @@ def render(rows: Iterable[Row]) -> str:
     return "\n".join(lines)
 
 
+# What follows this line in the page is written by hand and kept when the table is rewritten.
+KEPT_BELOW = "<!-- Written by hand below this line: kept when the table above is regenerated. -->"
+
+
 def write(path: Path, rows: Iterable[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(rows), encoding="utf-8")
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    kept = old[old.index(KEPT_BELOW):] if KEPT_BELOW in old else ""
+    path.write_text(render(rows) + ("\n" + kept if kept else ""), encoding="utf-8")

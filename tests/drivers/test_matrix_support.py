@@ -58,3 +58,12 @@ def test_the_table_has_one_line_per_row(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert "| 4/4 |" in lines[0] and "| yes |" in lines[0]
     assert "skipped: Redis is not reachable \\| down" in lines[1]  # pipes escaped
+
+
+def test_the_hand_written_part_below_the_table_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "compatibility.md"
+    target.write_text(f"old table\n\n{matrix.KEPT_BELOW}\n\n## Per-invocation state\n")
+    matrix.write(target, [row(4)])
+    text = target.read_text()
+    assert "old table" not in text and "| 4/4 |" in text
+    assert text.endswith(f"{matrix.KEPT_BELOW}\n\n## Per-invocation state\n")

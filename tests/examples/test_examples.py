@@ -118,6 +118,18 @@ def test_sam_template_declares_the_managed_instances_properties() -> None:
     assert function["Metadata"]["Dockerfile"] == "examples/Dockerfile"
 
 
+def test_sam_template_streams_a_web_app_through_a_function_url_on_the_capacity_provider() -> None:
+    resources = _load_template()["Resources"]
+    streaming = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Function"
+                 and r["Properties"].get("FunctionUrlConfig", {}).get("InvokeMode") == "RESPONSE_STREAM"]
+    assert len(streaming) == 1
+    function = streaming[0]["Properties"]
+    assert function["CapacityProviderConfig"]["Arn"] == {"GetAtt": "CapacityProvider.Arn"}
+    module, name = function["ImageConfig"]["Command"][0].rsplit(".", 1)
+    source = (EXAMPLES / f"{module}.py").read_text()
+    assert f"{name} = wsgi_handler(app, streaming=True)" in source
+
+
 def test_sam_template_passes_cfn_lint_and_the_sam_transform() -> None:
     # cfn-lint runs the SAM transform too, so unknown LMI properties fail here.
     beside_python = Path(sys.executable).parent / "cfn-lint"

@@ -274,10 +274,11 @@ def test_sys_exit_and_keyboard_interrupt_answer_their_invocation_only(emulator_f
     assert runtime.returncode is None and stats["answered"] == len(payloads)
 
 
-def test_trace_id_is_per_invocation_for_legacy_environ_readers_and_child_processes(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_trace_id_is_per_invocation_for_legacy_environ_readers_and_child_processes(emulator_factory, app, workers) -> None:  # type: ignore[no-untyped-def]
     n = 4
     emulator = emulator_factory(concurrency=n, timeout=30)
-    start_runtime(emulator, app, concurrency=n)
+    start_runtime(emulator, app, concurrency=n, env={"LMI_GEVENT_WORKERS": workers})
     traces = [f"Root=1-00000000-00000000000000000000000{i};Sampled=1" for i in range(n)]
 
     def call(i: int):  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from typing import Iterator
@@ -47,6 +48,9 @@ class ScriptedServer:
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
+            if b"transfer-encoding: chunked" in head.lower():
+                rest = self._read_chunked(conn, rest)
+                length = _chunked_end(rest) or len(rest)
             while len(rest) < length:
                 rest += conn.recv(65536)
             self.requests.append(head + b"\r\n\r\n" + rest[:length])
@@ -58,8 +62,34 @@ class ScriptedServer:
             if self.close_after_each:
                 return
 
+    @staticmethod
+    def _read_chunked(conn: socket.socket, rest: bytes) -> bytes:
+        """Read until ``rest`` holds a whole chunked body (last chunk, trailers, blank line)."""
+        while _chunked_end(rest) is None:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return rest
+
     def close(self) -> None:
         self.listener.close()
+
+
+def _chunked_end(data: bytes) -> int | None:
+    """Where a complete chunked body ends in ``data``, or None when more is needed."""
+    position = 0
+    while True:
+        line_end = data.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        size = int(data[position:line_end].split(b";")[0], 16)
+        if size == 0:
+            end = data.find(b"\r\n\r\n", line_end)  # trailers, if any, then a blank line
+            return None if end < 0 else end + 4
+        position = line_end + 2 + size + 2
+        if position > len(data):
+            return None
 
 
 @pytest.fixture
@@ -161,3 +191,38 @@ def test_client_gives_up_after_the_second_lost_connection(serve) -> None:  # typ
     with pytest.raises(RuntimeApiError, match="connection lost"):
         client.next_invocation()
     client.close()
+
+
+ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_chunked_request_frames_each_chunk_and_ends_with_trailers(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve([ACCEPTED])
+    conn = Connection("127.0.0.1", server.port)
+    response = conn.request_chunked(
+        "POST", "/r", {"Content-Type": "text/plain"}, iter([b"abc", b"", b"0123456789abcdef!"]),
+        lambda: {"Lambda-Runtime-Function-Error-Type": "ValueError"})
+    assert (response.status, response.body) == (202, b"ok")
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head
+    assert body == (b"3\r\nabc\r\n" b"11\r\n0123456789abcdef!\r\n"
+                    b"0\r\nLambda-Runtime-Function-Error-Type: ValueError\r\n\r\n")
+    conn.close()
+
+
+def test_chunked_request_replaces_a_closed_connection_before_taking_a_chunk(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve([ACCEPTED, ACCEPTED], close_after_each=True)
+    conn = Connection("127.0.0.1", server.port)
+    taken = []
+
+    def chunks():  # type: ignore[no-untyped-def]
+        taken.append(True)
+        yield b"only"
+
+    assert conn.request("GET", "/next", {}).status == 202
+    # Wait until the server's FIN has arrived: the idle socket turns readable.
+    assert select.select([conn.sock], [], [], 10)[0]
+    response = conn.request_chunked("POST", "/r", {}, chunks(), dict)
+    assert response.status == 202 and server.accepted == 2 and taken == [True]
+    assert server.requests[-1].endswith(b"4\r\nonly\r\n0\r\n\r\n")
+    conn.close()
