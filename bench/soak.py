@@ -10,7 +10,8 @@ callers busy (closed loop) until the count is reached. Counted: answered (the ca
 handler's answer), lost (the caller got a timeout or no answer, or the emulator timed the
 invocation out), duplicated (a second, different answer posted for one invocation) and
 repeated (the same answer posted again after a lost connection: refused with 400, harmless).
-RSS of the runtime is sampled every few seconds. Writes ``soak.md`` (and ``--json``).
+RSS of the runtime's process tree (with ``LMI_GEVENT_WORKERS=auto``: the supervisor and its
+workers) is sampled every few seconds. Writes ``soak.md`` (and ``--json``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import psutil
 
 from lmi_gevent.emulator.api import INVOKE_PATH, PLATFORM_FAULTS, Emulator
 
+from .measure import process_tree
 from .runtimes import LMI_GEVENT, environment
 from .services import PROJECT_ROOT, LoadGenerator
 
@@ -54,6 +56,7 @@ class SoakRun:
     faults_applied: int = 0
     caller_errors: int = 0
     runtime_alive: bool = True
+    processes: int = 0  # the runtime's process tree: 1, or the supervisor + K workers
     rss_mib: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MiB)
 
     @property
@@ -70,8 +73,9 @@ class RssSampler(threading.Thread):
 
     def __init__(self, pid: int, samples: list[tuple[float, float]]) -> None:
         super().__init__(name="rss-sampler", daemon=True)
-        self.process = psutil.Process(pid)
+        self.pid = pid
         self.samples = samples
+        self.processes = 0
         self.done = threading.Event()
         self.started_at = time.monotonic()
 
@@ -82,10 +86,17 @@ class RssSampler(threading.Thread):
                 return
 
     def sample(self) -> None:
-        try:
-            rss = self.process.memory_info().rss
-        except psutil.NoSuchProcess:
+        """The RSS of the runtime's process tree (the supervisor and its K workers)."""
+        rss = 0
+        tree = process_tree(self.pid)
+        for process in tree:
+            try:
+                rss += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        if not tree:
             return
+        self.processes = len(tree)
         self.samples.append((round(time.monotonic() - self.started_at, 1), round(rss / MIB, 2)))
 
     def stop(self) -> None:
@@ -94,14 +105,13 @@ class RssSampler(threading.Thread):
         self.sample()
 
 
-def soak(load: LoadGenerator, invocations: int, concurrency: int, rate: float | None) -> SoakRun:
+def soak(load: LoadGenerator, invocations: int, concurrency: int, rate: float | None,
+         workers: str = "auto") -> SoakRun:
     run = SoakRun("off" if rate is None else f"{rate:g} per kind", invocations, concurrency)
+    env = dict(environment(concurrency), LMI_GEVENT_WORKERS=workers)
     with Emulator(concurrency=concurrency, timeout=FUNCTION_TIMEOUT, max_answers=10,
                   max_events=1000) as emulator:
-        runtime = emulator.start_runtime(LMI_GEVENT.argv(HANDLER),
-                                         # one process (LMI_GEVENT.env): its RSS is the runtime's
-                                         env={**environment(concurrency), **LMI_GEVENT.env},
-                                         cwd=PROJECT_ROOT)
+        runtime = emulator.start_runtime(LMI_GEVENT.argv(HANDLER), env=env, cwd=PROJECT_ROOT)
         emulator.wait_for(lambda stats: stats["open_polls"] >= concurrency, timeout=60)
         if rate is not None:
             emulator.inject_platform_faults(rate=rate, seed=FAULT_SEED)
@@ -115,6 +125,7 @@ def soak(load: LoadGenerator, invocations: int, concurrency: int, rate: float | 
                            "timeout": FUNCTION_TIMEOUT + 10, "spread": 0.0})
         run.seconds = time.monotonic() - started
         sampler.stop()
+        run.processes = sampler.processes
         emulator.clear_faults()
         stats = emulator.stats()
         run.answered = result["completed"]
@@ -135,14 +146,15 @@ def report(runs: list[SoakRun], meta: dict[str, Any]) -> str:
         f"load average {meta['load_start']:.1f} at the start. Faults, when on: "
         + ", ".join(_fault_name(f) for f in PLATFORM_FAULTS) + ", each at the rate shown.",
         "",
-        "| faults | N | invocations | answered | lost | duplicated | repeated (400, harmless) "
-        "| faults applied | seconds | RSS start → end (max) MiB | runtime alive |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| faults | N | processes | invocations | answered | lost | duplicated "
+        "| repeated (400, harmless) | faults applied | seconds | RSS start → end (max) MiB "
+        "| runtime alive |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         peak = max((mib for _, mib in run.rss_mib), default=0.0)
         lines.append(
-            f"| {run.faults} | {run.concurrency} | {run.invocations:,} | {run.answered:,} | "
+            f"| {run.faults} | {run.concurrency} | {run.processes} | {run.invocations:,} | {run.answered:,} | "
             f"{run.lost} | {run.duplicated} | {run.repeated} | {run.faults_applied:,} | "
             f"{run.seconds:.0f} | {run.rss_start:.1f} → {run.rss_end:.1f} ({peak:.1f}) | "
             f"{'yes' if run.runtime_alive else 'NO'} |")
@@ -169,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=0.02,
                         help="probability that each kind of fault hits a call (default 0.02)")
     parser.add_argument("--faults", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--workers", default="auto",
+                        help="LMI_GEVENT_WORKERS for the runtime (default auto)")
     parser.add_argument("--out", default=os.path.join(PROJECT_ROOT, "docs"),
                         help="directory for soak.md (default: docs/)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
@@ -191,7 +205,7 @@ def main(argv: list[str]) -> int:
     runs = []
     with LoadGenerator() as load:
         for rate in rates:
-            run = soak(load, args.invocations, args.concurrency, rate)
+            run = soak(load, args.invocations, args.concurrency, rate, args.workers)
             print(f"soak faults={run.faults}: {run.answered} answered, {run.lost} lost, "
                   f"{run.duplicated} duplicated, {run.repeated} repeated, "
                   f"{run.faults_applied} faults, {run.seconds:.0f}s, RSS {run.rss_start:.1f} -> "

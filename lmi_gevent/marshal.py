@@ -1,11 +1,11 @@
-"""Events in, responses out: ujson with the official client's semantics.
+"""Events in, responses out, with the official client's semantics.
 
 What users rely on (PROTOCOL.md): JSON events are decoded and other content types arrive as
 raw bytes; a ``bytes`` return is sent raw as ``application/unknown``; ``Decimal`` is written as
 the exact number it holds; namedtuples become objects; ``", "``/``": "`` separators; NaN and
-Infinity allowed. ujson is the fast path; simplejson, the official client's decoder, is
-consulted only when ujson fails, so an ``Runtime.UnmarshalError`` reads byte for byte as the
-official client's.
+Infinity allowed. Responses are encoded with ujson (the fast path; the stdlib encoder words its
+errors); events are decoded with simplejson, the official client's decoder, so the events it
+accepts and the ``Runtime.UnmarshalError`` messages it gives are the same byte for byte.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import re
 from typing import Any
 
+import simplejson
 import ujson
 
 from .errors import MARSHAL_ERROR, UNMARSHAL_ERROR, RuntimeFault
@@ -50,18 +51,14 @@ def _ujson_dumps(value: Any) -> str:
 
 
 def decode_event(body: bytes, content_type: str | None) -> Any:
-    """The handler's ``event``: decoded JSON, or the raw bytes for any other content type."""
+    """The handler's ``event``: decoded JSON, or the raw bytes for any other content type.
+
+    Decoded with simplejson, as the official client decodes: ujson is faster but accepts what
+    simplejson refuses (``-`` as 0, ``01``, raw control characters in strings), and an event
+    the official client rejects must be rejected here too, in the same words.
+    """
     if content_type != JSON_CONTENT_TYPE:
         return body
-    try:
-        return ujson.loads(body)
-    except (ValueError, TypeError, OverflowError):
-        pass
-    # The official client decodes with simplejson: asking it settles what ujson refused
-    # (a BOM, a huge number) and words the error byte for byte as the official client does.
-    # Imported here, on the rare failure path only.
-    import simplejson
-
     try:
         return simplejson.loads(body)
     except Exception as problem:  # noqa: BLE001 - every decode failure is the same fault

@@ -9,6 +9,7 @@ the app yields it (:func:`lmi_gevent.streaming.http_stream`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import sys
@@ -17,7 +18,7 @@ from urllib.parse import unquote_to_bytes
 
 from ..config import ConfigError, read_setting
 from ..streaming import StreamingResponse, http_stream
-from .sources import Headers, HttpAnswer, HttpRequest, detect
+from .sources import EventSource, Headers, HttpAnswer, HttpRequest, UnsupportedEvent, detect
 
 log = logging.getLogger("lmi_gevent.http")
 
@@ -64,15 +65,35 @@ def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
 
     def handler(event: Any, context: Any) -> Any:
         source = detect(event)
-        request = source.request()
-        environ = build_environ(request, event, context, multithread=multithread)
+        with _malformed(source, "reading"):
+            request = source.request()
+            environ = build_environ(request, event, context, multithread=multithread)
         environ["lambda.source"] = source.name
         if streaming and source.streams:
             return _stream(app, environ)
-        return source.answer(_buffered(app, environ, binary))
+        answer = _buffered(app, environ, binary)
+        # ValueError is left alone here: it is the answer's (e.g. too many cookies for the
+        # source), not the event's.
+        with _malformed(source, "answering", (TypeError, AttributeError, KeyError, IndexError)):
+            return source.answer(answer)
 
     handler.wsgi_app = app  # type: ignore[attr-defined]
     return handler
+
+
+@contextlib.contextmanager
+def _malformed(source: EventSource, doing: str,
+               faults: tuple[type[Exception], ...] = (TypeError, AttributeError, KeyError,
+                                                      IndexError, ValueError)) -> Iterator[None]:
+    """A field of the wrong type in an event of a known shape (a broken or hostile caller) is
+    an UnsupportedEvent naming the source and the problem, not a TypeError of the adapter."""
+    try:
+        yield
+    except UnsupportedEvent:
+        raise
+    except faults as problem:
+        raise UnsupportedEvent(f"malformed {source.name} event ({doing} it failed with "
+                               f"{type(problem).__name__}: {problem})") from None
 
 
 def _concurrent() -> bool:

@@ -22,14 +22,16 @@ FAST_RETRIES = {"LMI_GEVENT_RETRY_INITIAL": "0.01", "LMI_GEVENT_RETRY_MAX": "0.0
                 "LMI_GEVENT_ANSWER_RETRY_INITIAL": "0.01", "LMI_GEVENT_ANSWER_RETRY_MAX": "0.05"}
 
 
-@pytest.mark.parametrize("concurrency, invocations, parallel", [
-    pytest.param(1, 400, 4, id="sequential"),
-    pytest.param(256, 2000, 128, id="N=256"),
+@pytest.mark.parametrize("concurrency, workers, invocations, parallel", [
+    pytest.param(1, "1", 400, 4, id="sequential"),
+    pytest.param(256, "1", 2000, 128, id="N=256"),
+    pytest.param(256, "2", 1000, 128, id="N=256-two-workers"),
 ])
 def test_no_answer_is_lost_or_doubled_under_platform_faults(
-        emulator_factory, task_root, concurrency, invocations, parallel) -> None:  # type: ignore[no-untyped-def]
+        emulator_factory, task_root, concurrency, workers, invocations, parallel) -> None:  # type: ignore[no-untyped-def]
     emulator = emulator_factory(concurrency=concurrency, timeout=30, max_answers=10)
-    runtime = start_runtime(emulator, task_root(app=APP), concurrency=concurrency, env=FAST_RETRIES)
+    runtime = start_runtime(emulator, task_root(app=APP), concurrency=concurrency,
+                            env=dict(FAST_RETRIES, LMI_GEVENT_WORKERS=workers))
     emulator.inject_platform_faults(rate=0.03, seed=12)
 
     results = emulator.invoke_many([{"i": i} for i in range(invocations)], parallel=parallel)
