@@ -178,12 +178,20 @@ def test_sigterm_drains_every_worker_and_exits_0(emulator_factory, app) -> None:
                                   "finished, 0 cut") == 2
 
 
-def test_init_error_is_reported_once_and_no_worker_is_left(emulator_factory, app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def start_recording_pids(emulator_factory, app, tmp_path, handler):  # type: ignore[no-untyped-def]
+    """Start workers for ``handler`` without waiting for polls; each writes its pid into the
+    returned directory as it imports the app."""
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     emulator = emulator_factory(concurrency=4, timeout=10)
-    runtime = start_runtime(emulator, app, "broken.handler", concurrency=4, wait=False,
+    runtime = start_runtime(emulator, app, handler, concurrency=4, wait=False,
                             env=workers_env(APP_PID_DIR=str(pid_dir)))
+    return emulator, runtime, pid_dir
+
+
+def test_init_error_is_reported_once_and_no_worker_is_left(emulator_factory, app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    emulator, runtime, pid_dir = start_recording_pids(emulator_factory, app, tmp_path,
+                                                      "broken.handler")
     assert runtime.wait(30) == 1, runtime.output()
     stats = emulator.stats()
     assert stats["status_codes"]["init_error"].get("202") == 1
@@ -196,11 +204,8 @@ def test_init_error_is_reported_once_and_no_worker_is_left(emulator_factory, app
 
 
 def test_sigterm_during_init_stops_every_worker_and_exits_0(emulator_factory, app, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pid_dir = tmp_path / "pids"
-    pid_dir.mkdir()
-    emulator = emulator_factory(concurrency=4, timeout=10)
-    runtime = start_runtime(emulator, app, "slow.handler", concurrency=4, wait=False,
-                            env=workers_env(APP_PID_DIR=str(pid_dir)))
+    emulator, runtime, pid_dir = start_recording_pids(emulator_factory, app, tmp_path,
+                                                      "slow.handler")
     deadline = time.monotonic() + 20
     while len(os.listdir(pid_dir)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
