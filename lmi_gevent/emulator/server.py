@@ -14,11 +14,18 @@ import json
 import socket
 import struct
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
+
+try:  # the kernel's view of a connection, for telling a crossed FIN from a read answer
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = termios = None  # type: ignore[assignment]
 
 from gevent import get_hub, sleep
 from gevent.server import StreamServer
@@ -48,8 +55,14 @@ POST_ENDPOINTS = ("response", "error", "init_error")
 # Thousands of slots may long-poll at once; the default listen backlog would drop them.
 BACKLOG = 4096
 _JSON = ("Content-Type", "application/json")
-# How long to wait for a peer's RST after its FIN (loopback round trips take microseconds).
+# How long to wait for a peer's RST after its FIN where the kernel cannot tell us whether
+# it took our bytes (loopback round trips take microseconds).
 UNREAD_CHECK_SECONDS = 0.05
+# Where it can (Linux): the longest wait for the peer's kernel to acknowledge or refuse what we
+# wrote last. A busy machine may run the loopback's softirq late, so this is generous; the
+# wait ends as soon as the kernel knows, which on an idle machine is at once.
+UNREAD_VERDICT_SECONDS = 2.0
+_TCP_CLOSE = 7  # tcpi_state once a RST has been received (include/net/tcp_states.h)
 # The most frequent answer of all, rendered once.
 _ACCEPTED = _http.render_response(202, (_JSON,), b'{"status":"OK"}')
 
@@ -165,18 +178,52 @@ def serve_connection(sock: socket.socket, address: Any, *, router: Router,
 
 
 def _check_unread_after_eof(conn: Connection) -> None:
-    """The peer closed right after we wrote to it. If its FIN crossed our write, its kernel
-    answers the write with RST a moment later: then it never read what we sent. (Linux
-    reports a RST that arrives after the FIN as EPIPE, before it as ECONNRESET.)"""
+    """The peer closed right after we wrote to it. Did it read what we sent?
+
+    A socket closed with bytes still unread sends RST instead of FIN, so a FIN alone means the
+    peer read our answer, unless its FIN crossed our write: then the bytes reach a closed
+    socket, which refuses them with RST. Once the FIN is in, recv() keeps returning EOF and
+    never reports that RST, so on Linux the verdict comes from the kernel's own books: the
+    connection dropped to CLOSE (the RST came: never read), or every byte we wrote was
+    acknowledged (it reached the open socket before the FIN: read)."""
     if conn.on_reset_unread is None:
         return
-    sleep(UNREAD_CHECK_SECONDS)
-    try:
-        conn.raw.recv(1, socket.MSG_DONTWAIT)
-    except (ConnectionResetError, BrokenPipeError):
+    verdict = _unread_verdict(conn)
+    if verdict is None:  # no TCP_INFO / SIOCOUTQ here: give the RST a moment to show
+        sleep(UNREAD_CHECK_SECONDS)
+        try:
+            conn.raw.recv(1, socket.MSG_DONTWAIT)
+        except (ConnectionResetError, BrokenPipeError):
+            conn.on_reset_unread()
+        except OSError:
+            pass
+        return
+    deadline = time.monotonic() + UNREAD_VERDICT_SECONDS
+    pause = 0.001
+    while verdict == "pending" and time.monotonic() < deadline:
+        sleep(pause)
+        pause = min(pause * 2, 0.05)
+        verdict = _unread_verdict(conn)
+    # Still unacknowledged at the deadline: the peer's kernel never took the bytes either.
+    if verdict != "read":
         conn.on_reset_unread()
+
+
+def _unread_verdict(conn: Connection) -> str | None:
+    """"unread" (the peer reset the connection), "read" (all our bytes were acknowledged),
+    "pending" (neither yet), or None where the kernel does not say."""
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    outq = getattr(termios, "TIOCOUTQ", None) if termios is not None else None
+    if tcp_info is None or outq is None:
+        return None
+    try:
+        state = conn.raw.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)[0]
+        if state == _TCP_CLOSE:
+            return "unread"
+        unacknowledged = struct.unpack("i", fcntl.ioctl(conn.raw.fileno(), outq, b"\0\0\0\0"))[0]
     except OSError:
-        pass
+        return None
+    return "read" if unacknowledged == 0 else "pending"
 
 
 def _try_send(conn: Connection, status: int, document: dict[str, str]) -> None:
