@@ -26,14 +26,14 @@ def serve_rounds(server: LocalServer, tmp_path: Path, runtime: list[str],
                  env: dict[str, str] | None = None) -> dict[str, Any]:
     """ROUNDS rounds of SLOTS invocations at once per library; connections opened by each."""
     full_env = {"AWS_LAMBDA_MAX_CONCURRENCY": str(SLOTS), "POOLS_ENDPOINT": server.url,
-                "LMI_GEVENT_WORKERS": "1",  # one process serving all the slots: the worst case
+                # One process serving all the slots, the worst case; pools are per process, so
+                # the counts below are one process's (awslambdaric ignores this variable).
+                "LMI_GEVENT_WORKERS": "1",
                 "NO_PROXY": "*", "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
                 "AWS_CONFIG_FILE": str(tmp_path / "none"),
                 "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-                # Pools are per process: the counts below are one process's (awslambdaric
-                # ignores this variable).
-                "LMI_GEVENT_WORKERS": "1", **(env or {})}
+                **(env or {})}
     with Emulator(concurrency=SLOTS, timeout=30) as emulator:
         process = emulator.start_runtime(runtime + ["app_pools.handler"], env=full_env, cwd=APPS)
         emulator.wait_for(lambda stats: stats["open_polls"] == SLOTS, timeout=60)
