@@ -137,6 +137,18 @@ def _seconds_or_off(env: str, raw: str) -> float | None:
     return _seconds(env, raw)
 
 
+def parse_base_path(env: str, raw: str) -> str | None:
+    """``/v1`` from ``v1``, ``/v1/`` or ``/v1``; None for an empty path or ``/``."""
+    segments = raw.strip().strip("/")
+    if not segments:
+        return None
+    bad = next((c for c in segments if c in "?#%" or c.isspace()), None)
+    if bad is not None or "//" in segments:
+        raise ConfigError(env, f"expected a URL path such as /v1 or /api/orders (no query, "
+                               f"fragment, percent escape, space or empty segment), got {raw!r}")
+    return "/" + segments
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("runtime_api", "AWS_LAMBDA_RUNTIME_API", _runtime_api, None,
             "host:port of the Runtime API. Set by Lambda; required."),
@@ -224,6 +236,11 @@ SETTINGS: tuple[Setting, ...] = (
             "stand-in for awslambdaric's `bootstrap` module it patches, so it wraps the "
             "handler (an isolation scope per invocation, exceptions captured); `off` leaves "
             "it without one (it then does nothing)."),
+    Setting("http_base_path", "LMI_GEVENT_HTTP_BASE_PATH", parse_base_path, None,
+            "`lmi_gevent.http`: the base path mapping of an API Gateway custom domain (`/v1`), "
+            "which API Gateway leaves in the event's path; a request whose path starts with it "
+            "gets it as `SCRIPT_NAME` and the rest as `PATH_INFO`. Unset: no base path "
+            "(`wsgi_handler(app, base_path=...)` overrides it)."),
 )
 
 
@@ -256,6 +273,7 @@ class Config:
     powertools_isolation: bool
     pool_sizing: bool
     sentry_integration: bool
+    http_base_path: str | None
 
     def __init__(self, **values: Any) -> None:
         for setting in SETTINGS:

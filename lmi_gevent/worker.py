@@ -43,10 +43,21 @@ class WorkerAssignment(NamedTuple):
         return cls(index, slots, fd, table, bool(replacement), supervisor)
 
 
+_current: WorkerAssignment | None = None
+
+
 def assignment() -> WorkerAssignment | None:
     """This process's assignment, or None when it is not a supervised worker."""
+    global _current
     text = os.environ.pop(ASSIGNMENT_ENV, None)  # the handler's own subprocesses are no workers
-    return WorkerAssignment.decode(text) if text else None
+    if text:
+        _current = WorkerAssignment.decode(text)
+    return _current
+
+
+def supervised() -> bool:
+    """True in a worker process (one of K >= 2): other processes serve the same function."""
+    return _current is not None
 
 
 def die_with_supervisor(supervisor_pid: int) -> None:

@@ -16,7 +16,8 @@ import sys
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
-from ..config import ConfigError, read_setting
+from .. import worker
+from ..config import ConfigError, parse_base_path, read_setting
 from ..streaming import StreamingResponse, http_stream
 from .sources import EventSource, Headers, HttpAnswer, HttpRequest, UnsupportedEvent, detect
 
@@ -50,7 +51,8 @@ def default_binary_rule(content_type: str, content_encoding: str) -> bool:
 
 
 def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
-                 binary: BinaryRule = default_binary_rule) -> Callable[[Any, Any], Any]:
+                 binary: BinaryRule = default_binary_rule,
+                 base_path: str | None = None) -> Callable[[Any, Any], Any]:
     """A Lambda handler serving ``app`` for API Gateway REST and HTTP APIs, Function URLs,
     ALB and VPC Lattice, detected per event.
 
@@ -60,14 +62,26 @@ def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
     that is not UTF-8 always is). Any other event is answered with an ``UnsupportedEvent``
     error naming the accepted shapes. In the environ, ``lambda.event`` and ``lambda.context``
     hold the event and the context (also under serverless-wsgi's ``serverless.*`` names).
+
+    ``base_path``: an API Gateway custom domain's base path mapping (``"/v1"``), which API
+    Gateway leaves in the event's path; a request whose path starts with it gets it as
+    ``SCRIPT_NAME``. ``None`` (default) reads ``LMI_GEVENT_HTTP_BASE_PATH``; ``""``: none.
     """
     multithread = _concurrent()
+    multiprocess = worker.supervised()
+    if base_path is None:
+        base = read_setting("http_base_path")
+    else:
+        base = parse_base_path("wsgi_handler(base_path=...)", base_path)
 
     def handler(event: Any, context: Any) -> Any:
         source = detect(event)
         with _malformed(source, "reading"):
             request = source.request()
-            environ = build_environ(request, event, context, multithread=multithread)
+            if base:
+                _move_base_path(request, base)
+            environ = build_environ(request, event, context, multithread=multithread,
+                                    multiprocess=multiprocess)
         environ["lambda.source"] = source.name
         if streaming and source.streams:
             return _stream(app, environ)
@@ -96,6 +110,15 @@ def _malformed(source: EventSource, doing: str,
                                f"{type(problem).__name__}: {problem})") from None
 
 
+def _move_base_path(request: HttpRequest, base: str) -> None:
+    """``/v1/items`` with base path ``/v1``: ``SCRIPT_NAME`` gains ``/v1``, the path is ``/items``.
+    A path without it (the API's own ``execute-api`` URL) is left alone."""
+    path = request.path
+    if path == base or path.startswith(base + "/"):
+        request.script_name += base
+        request.path = path[len(base):] or "/"
+
+
 def _concurrent() -> bool:
     """``wsgi.multithread``: true when other invocations run in this process at the same time."""
     try:
@@ -107,7 +130,7 @@ def _concurrent() -> bool:
 # --- environ ---------------------------------------------------------------------------------
 
 def build_environ(request: HttpRequest, event: Any, context: Any, *,
-                  multithread: bool = False) -> dict[str, Any]:
+                  multithread: bool = False, multiprocess: bool = False) -> dict[str, Any]:
     """The PEP 3333 environ for one request."""
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
@@ -123,7 +146,7 @@ def build_environ(request: HttpRequest, event: Any, context: Any, *,
         "wsgi.input_terminated": True,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": multithread,
-        "wsgi.multiprocess": False,
+        "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
         "lambda.event": event,
         "lambda.context": context,

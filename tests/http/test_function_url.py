@@ -64,6 +64,22 @@ def plain(event, context):
 """
 
 
+ENVIRON_APP = """
+import json
+from lmi_gevent.http import wsgi_handler
+
+KEYS = ("SCRIPT_NAME", "PATH_INFO", "wsgi.multiprocess", "wsgi.multithread")
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({key: environ[key] for key in KEYS}).encode()]
+
+
+handler = wsgi_handler(app)
+"""
+
+
 @pytest.fixture
 def url_emulator(emulator_factory):
     def start(handler: str, root: Path = REPO, concurrency: int = 4, env: dict | None = None):
@@ -228,3 +244,12 @@ def test_an_event_from_no_http_source_is_an_error_answer_naming_the_shapes(url_e
     error = result.json()
     assert error["errorType"] == "UnsupportedEvent"
     assert "Function URL" in error["errorMessage"] and "VPC Lattice" in error["errorMessage"]
+
+
+def test_base_path_and_wsgi_flags_in_two_worker_processes(url_emulator, task_root):
+    emu, _ = url_emulator("environ_app.handler", task_root(environ_app=ENVIRON_APP),
+                          env={"LMI_GEVENT_WORKERS": "2", "LMI_GEVENT_HTTP_BASE_PATH": "/v1"})
+    seen = requests.get(emu.function_url + "v1/orders/7").json()
+    assert seen == {"SCRIPT_NAME": "/v1", "PATH_INFO": "/orders/7", "wsgi.multiprocess": True,
+                    "wsgi.multithread": True}
+    assert requests.get(emu.function_url + "health").json()["PATH_INFO"] == "/health"

@@ -502,3 +502,92 @@ def test_v1_authorizer_principal_is_remote_user():
     assert app.environ["REMOTE_USER"] == "wile_e_coyote"
     _, app = serve(events.rest_v1("/"))
     assert "REMOTE_USER" not in app.environ
+
+
+# --- custom domains: the base path mapping API Gateway leaves in the path -------------------
+# (serverless-wsgi's API_GATEWAY_BASE_PATH and Mangum's api_gateway_base_path test the same fact)
+
+def test_a_base_path_mapping_moves_from_path_info_to_script_name():
+    # REST API on a custom domain mapped at /v1: path and requestContext.path both carry it.
+    _, app = serve(events.rest_v1("/v1/orders/7"), base_path="/v1")
+    assert (app.environ["SCRIPT_NAME"], app.environ["PATH_INFO"]) == ("/v1", "/orders/7")
+    # The same request through the API's own execute-api URL has no base path: left alone.
+    _, app = serve(events.rest_v1("/orders/7", stage_path="/prod/orders/7"), base_path="/v1")
+    assert (app.environ["SCRIPT_NAME"], app.environ["PATH_INFO"]) == ("/prod", "/orders/7")
+
+
+@pytest.mark.parametrize("path, script_name, path_info", [
+    ("/api/v1", "/api/v1", "/"),
+    ("/api/v1/", "/api/v1", "/"),
+    ("/api/v1/items/", "/api/v1", "/items/"),
+    ("/api/v10/items", "", "/api/v10/items"),  # a segment boundary, not a string prefix
+    ("/api", "", "/api"),
+])
+def test_the_base_path_is_matched_by_whole_segments(path, script_name, path_info):
+    _, app = serve(events.http_v2(path), base_path="api/v1/")
+    assert (app.environ["SCRIPT_NAME"], app.environ["PATH_INFO"]) == (script_name, path_info)
+
+
+def test_the_base_path_comes_from_the_setting_unless_the_handler_names_one(monkeypatch):
+    monkeypatch.setenv("LMI_GEVENT_HTTP_BASE_PATH", "/shop")
+    _, app = serve(events.alb("/shop/cart"))
+    assert (app.environ["SCRIPT_NAME"], app.environ["PATH_INFO"]) == ("/shop", "/cart")
+    _, app = serve(events.alb("/shop/cart"), base_path="")
+    assert (app.environ["SCRIPT_NAME"], app.environ["PATH_INFO"]) == ("", "/shop/cart")
+
+
+@pytest.mark.parametrize("value", ["/v1?x=1", "/a//b", "/v 1", "/caf%C3%A9"])
+def test_a_bad_base_path_names_the_setting_or_the_argument(monkeypatch, value):
+    monkeypatch.setenv("LMI_GEVENT_HTTP_BASE_PATH", value)
+    with pytest.raises(ValueError, match="LMI_GEVENT_HTTP_BASE_PATH"):
+        wsgi_handler(App())
+    monkeypatch.delenv("LMI_GEVENT_HTTP_BASE_PATH")
+    with pytest.raises(ValueError, match=r"base_path"):
+        wsgi_handler(App(), base_path=value)
+
+
+def test_wsgi_multiprocess_is_true_in_a_worker_process(monkeypatch):
+    from lmi_gevent import worker
+
+    monkeypatch.setattr(worker, "_current", worker.WorkerAssignment(1, 8, 5, 8, False, 1))
+    _, app = serve(events.http_v2("/"))
+    assert app.environ["wsgi.multiprocess"] is True
+
+
+# --- HTTP API with payload format 1.0 (Mangum serves it apart; here it is REST's shape) -------
+
+def _http_api_v1_event(query: dict[str, list[str]] | None) -> dict[str, Any]:
+    event = events.rest_v1("/test", multi_headers={"accept-encoding": ["gzip", "deflate"],
+                                                   "host": ["id.execute-api.us-east-1.amazonaws.com"],
+                                                   "x-forwarded-proto": ["https"]})
+    event["version"] = "1.0"
+    event["requestContext"].update(stage="$default", path="/test",
+                                   domainName="id.execute-api.us-east-1.amazonaws.com")
+    event["multiValueQueryStringParameters"] = query
+    event["queryStringParameters"] = {k: v[-1] for k, v in query.items()} if query else None
+    return event
+
+
+def test_http_api_payload_1_0_is_served_like_rest():
+    answer, app = serve(_http_api_v1_event({"hello": ["world", "life"]}),
+                        App(headers=[("Content-Type", "text/plain"), ("Set-Cookie", "a=1"),
+                                     ("Set-Cookie", "b=2")]))
+    environ = app.environ
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", "/test")
+    assert environ["QUERY_STRING"] == "hello=world&hello=life"
+    assert environ["HTTP_ACCEPT_ENCODING"] == "gzip, deflate"
+    assert environ["wsgi.url_scheme"] == "https"
+    assert answer["multiValueHeaders"]["Set-Cookie"] == ["a=1", "b=2"]
+
+
+def test_http_api_payload_1_0_without_any_query_field_has_an_empty_query():
+    event = _http_api_v1_event(None)
+    del event["multiValueQueryStringParameters"], event["queryStringParameters"]
+    _, app = serve(event)
+    assert app.environ["QUERY_STRING"] == ""
+
+
+@pytest.mark.parametrize("make", [events.rest_v1, events.alb])
+def test_an_empty_path_is_the_root(make):
+    _, app = serve(make(""))
+    assert app.environ["PATH_INFO"] == "/"

@@ -73,6 +73,16 @@ def test_invalid_concurrency_is_an_init_error_naming_the_variable(emulator_facto
     assert "gevent" not in runtime.output().lower()  # reported before any patching
 
 
+def test_invalid_http_base_path_is_an_init_error_naming_it(emulator_factory, task_root) -> None:  # type: ignore[no-untyped-def]
+    emulator = emulator_factory(timeout=10)
+    runtime = start_runtime(emulator, task_root(**MODULES), "ok.handler", wait=False,
+                            env={"AWS_LAMBDA_MAX_CONCURRENCY": "4", "LMI_GEVENT_HTTP_BASE_PATH": "/v1 beta"})
+    assert runtime.wait(20) == 1
+    posted_type, body = init_error(emulator)
+    assert posted_type == "Runtime.ConfigurationError"
+    assert "LMI_GEVENT_HTTP_BASE_PATH" in body["errorMessage"] and "'/v1 beta'" in body["errorMessage"]
+
+
 def test_init_error_answered_403_is_tolerated(emulator_factory, task_root) -> None:  # type: ignore[no-untyped-def]
     emulator = emulator_factory(timeout=10)
     emulator.inject("init_error", status=403)

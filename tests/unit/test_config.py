@@ -85,3 +85,16 @@ def test_telemetry_fd_must_be_a_number() -> None:
     assert cfg.telemetry_fd == 3 and problems == []
     _, problems = load(_LAMBDA_TELEMETRY_LOG_FD="three")
     assert [p.env for p in problems] == ["_LAMBDA_TELEMETRY_LOG_FD"]
+
+
+@pytest.mark.parametrize("raw, expected", [("v1", "/v1"), ("/v1/", "/v1"), (" /api/orders ", "/api/orders"),
+                                           ("/", None), ("", None)])
+def test_http_base_path_is_normalised(raw: str, expected: str | None) -> None:
+    cfg, problems = load(LMI_GEVENT_HTTP_BASE_PATH=raw)
+    assert problems == [] and cfg.http_base_path == expected
+
+
+def test_an_invalid_http_base_path_is_a_problem_naming_it() -> None:
+    cfg, problems = load(LMI_GEVENT_HTTP_BASE_PATH="/v1?stage=prod")
+    assert [p.env for p in problems] == ["LMI_GEVENT_HTTP_BASE_PATH"]
+    assert "'/v1?stage=prod'" in str(problems[0]) and cfg.http_base_path is None
