@@ -142,8 +142,7 @@ def parse_base_path(env: str, raw: str) -> str | None:
     segments = raw.strip().strip("/")
     if not segments:
         return None
-    bad = next((c for c in segments if c in "?#%" or c.isspace()), None)
-    if bad is not None or "//" in segments:
+    if "//" in segments or any(c in "?#%" or c.isspace() for c in segments):
         raise ConfigError(env, f"expected a URL path such as /v1 or /api/orders (no query, "
                                f"fragment, percent escape, space or empty segment), got {raw!r}")
     return "/" + segments
