@@ -1,11 +1,11 @@
-"""The ``lmi-gevent`` command: steps 1-2 of the lifecycle, then the runtime.
+"""The ``lmi-gevent`` command line: the runtime itself, ``local`` and ``check``.
 
     lmi-gevent HANDLER            run HANDLER against $AWS_LAMBDA_RUNTIME_API (the bootstrap)
     lmi-gevent local HANDLER ...  run HANDLER behind an embedded Lambda emulator
     lmi-gevent check HANDLER ...  check that HANDLER's libraries cooperate with gevent
 
-Nothing heavy is imported before the serving mode is known: concurrent mode must patch the
-stdlib before ssl, threading, urllib3, concurrent.futures or the handler are imported.
+Nothing heavy is imported here: the runtime's steps (:mod:`lmi_gevent.lifecycle`) must be
+able to patch the stdlib before ssl, threading, urllib3, concurrent.futures or the handler.
 """
 
 from __future__ import annotations
@@ -58,37 +58,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lmi-gevent: unexpected arguments {' '.join(argv)!r}\n\n{USAGE}",
               file=sys.stderr, end="")
         return 2
+    from .lifecycle import bootstrap
     return bootstrap(argv[0] if argv else None)
-
-
-def bootstrap(handler_arg: str | None) -> int:
-    # Step 1: configuration, with nothing but the stdlib's lightest modules imported.
-    from . import worker
-    assignment = worker.assignment()  # set when a supervisor started this process
-    if assignment is not None:
-        worker.die_with_supervisor(assignment.supervisor_pid)
-    config, problems = settings.load()
-    fatal = [p for p in problems if p.env == "AWS_LAMBDA_RUNTIME_API"]
-    if fatal:
-        print(f"lmi-gevent: {fatal[0]}", file=sys.stderr)
-        return 2
-    handler = handler_arg or config.handler
-    if not handler:
-        print("lmi-gevent: no handler: pass HANDLER (e.g. `lmi-gevent app.handler`) or set "
-              "_HANDLER", file=sys.stderr)
-        return 2
-
-    # Step 2: patch before anything that could import ssl, threading or the handler.
-    # With a configuration problem we stay sequential just long enough to report it.
-    early_imports: list[str] = []
-    if config.concurrent and not problems and assignment is None:
-        workers = config.worker_count()
-        if workers > 1:  # step 5 on several cores: K workers, each doing steps 1-6
-            from .supervisor import supervise
-            return supervise(handler, config, workers)
-    if config.concurrent and not problems:
-        from .patching import patch_all
-        early_imports = patch_all()
-
-    from .runtime import run
-    return run(handler, config, problems, early_imports, assignment)

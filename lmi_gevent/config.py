@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 if TYPE_CHECKING:
-    from .delivery import RetryPolicy
+    from .runtime_api.delivery import RetryPolicy
 
 MAX_CONCURRENCY_LIMIT = 1600  # the platform's upper bound for AWS_LAMBDA_MAX_CONCURRENCY
 
@@ -288,7 +288,7 @@ class Config:
             return 1
         if self.workers == "auto":
             if usable_cpus is None:
-                from .cpus import usable_cpus as detected
+                from .workers.cpus import usable_cpus as detected
                 usable_cpus = detected
             wanted = usable_cpus()
         else:
@@ -297,8 +297,10 @@ class Config:
 
     @property
     def answer_retry(self) -> RetryPolicy:
-        """The :class:`lmi_gevent.delivery.RetryPolicy` these settings describe."""
-        from .delivery import RetryPolicy  # not at import: delivery pulls in the client
+        """The :class:`lmi_gevent.runtime_api.delivery.RetryPolicy` these settings describe."""
+        from .runtime_api.delivery import (
+            RetryPolicy,  # not at import: delivery pulls in the client
+        )
 
         return RetryPolicy(self.answer_retry_initial, self.answer_retry_max,
                            self.answer_retry_budget)

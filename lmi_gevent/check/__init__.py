@@ -19,7 +19,7 @@ A migration doctor, in three steps:
 One module per step: :mod:`.risks` (the table of blocking libraries), :mod:`.probe` (step 1),
 :mod:`.run` (step 2), :mod:`.findings` (step 3), :mod:`.report` (the text report), and
 :mod:`.options` (the command line). The runtime-side watch that step 2 reads back lives in
-:mod:`lmi_gevent.shared_state`. This package is imported by ``lmi_gevent.cli`` only for the
+:mod:`lmi_gevent.diagnostics.shared_state`. This package is imported by ``lmi_gevent.cli`` only for the
 ``check`` subcommand, and runs as ``python -m lmi_gevent.check`` for step 1, so no module in
 it imports anything heavy at its top level: the probe must see the interpreter as the
 runtime's bootstrap does.
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
 def deployed_workers(concurrency: int) -> dict[str, Any]:
     """The worker processes the runtime would start here with this environment and N."""
     from .. import config as settings
-    from ..supervisor import slot_shares
+    from ..workers.supervisor import slot_shares
 
     env = dict(os.environ, AWS_LAMBDA_RUNTIME_API="127.0.0.1:9001",
                AWS_LAMBDA_MAX_CONCURRENCY=str(concurrency))

@@ -3,27 +3,14 @@ each with its fix."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
+from .finding import Finding, stack_lines
 from .options import Options
 from .timeouts import timeout_finding
 
 # Below this, one invocation is too short for timing to show whether N of them overlapped.
 MIN_MEASURABLE_SECONDS = 0.02
-
-
-
-class Finding(NamedTuple):
-    severity: str  # "blocker" or "warning"
-    kind: str  # init-error, stall, no-overlap, failed-invocation, early-import, non-cooperative,
-    #            shared-global, shared-cwd, shared-env, timeout
-    message: str
-    fix: str = ""
-    details: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "kind": self.kind, "message": self.message,
-                "fix": self.fix, "details": list(self.details)}
 
 
 
@@ -163,22 +150,7 @@ def _stall_finding(stall: dict[str, Any], options: Options, overlapped: bool | N
         "use a library that cooperates with gevent, or run the call in gevent's threadpool "
         "(`gevent.get_hub().threadpool.apply(fn, args)`); stalls under "
         f"--threshold {options.threshold:g}s are not reported",
-        (f"stack {where} (most recent call last):", *_stack_lines(stall["stack"])))
-
-
-def _stack_lines(stack: list[str]) -> list[str]:
-    """``file:line in function`` entries, each followed by its source line when readable."""
-    import linecache
-
-    lines = []
-    for entry in stack:
-        lines.append(f"  {entry}")
-        place, _, _ = entry.rpartition(" in ")
-        filename, _, lineno = place.rpartition(":")
-        source = linecache.getline(filename, int(lineno)).strip() if lineno.isdigit() else ""
-        if source:
-            lines.append(f"      {source}")
-    return lines
+        (f"stack {where} (most recent call last):", *stack_lines(stall["stack"])))
 
 
 def _no_overlap_finding(run: dict[str, Any], concurrency: int) -> Finding:

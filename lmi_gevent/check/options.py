@@ -90,8 +90,8 @@ def parse_options(argv: list[str]) -> Options:
 
 
 def _check_handler_name(handler: str) -> None:
-    from ..errors import RuntimeFault
-    from ..loader import split_handler
+    from ..invocation.loader import split_handler
+    from ..runtime_api.errors import RuntimeFault
 
     try:
         split_handler(handler)

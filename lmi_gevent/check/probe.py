@@ -11,10 +11,10 @@ import os
 import sys
 from typing import Any
 
+from .environment import INIT_TIMEOUT, runtime_environment
 from .options import Options
 from .risks import loaded_risks
 
-INIT_TIMEOUT = 130.0  # the platform's init timeout on Managed Instances (at least)
 PROBE_FLAG = "--probe-import"  # internal: the subprocess side
 # The settings of the hooks that adapt libraries as the handler imports them (config.py).
 HOOK_SETTINGS = ("powertools_isolation", "pool_sizing", "sentry_integration",
@@ -26,8 +26,6 @@ def import_handler(options: Options) -> dict[str, Any]:
     import json
     import subprocess
     import tempfile
-
-    from .run import runtime_environment
 
     with tempfile.TemporaryDirectory(prefix="lmi-gevent-check-") as scratch:
         out_path = os.path.join(scratch, "import.json")
@@ -63,12 +61,12 @@ def probe_import(out_path: str, handler: str) -> int:
     problems = [p for p in problems if p.env != "AWS_LAMBDA_RUNTIME_API"]
     early: list[str] = []
     if not problems:
-        from ..patching import patch_all
+        from ..integrations.monkey import patch_all
         early = patch_all()
-        from ..runtime import install_library_hooks
-        install_library_hooks(config)  # as the runtime does
+        from .. import integrations
+        integrations.install(config, config.max_concurrency)  # as the runtime does
         if config.sentry_integration:
-            from ..sentry import install as offer_sentry_bootstrap
+            from ..integrations.sentry import install as offer_sentry_bootstrap
             offer_sentry_bootstrap()
     import json
     import time
@@ -86,7 +84,7 @@ def probe_import(out_path: str, handler: str) -> int:
 
 def _hooks(config: Any) -> dict[str, Any]:
     """The library hooks' settings, and the modules each one adapted at import."""
-    from ..isolation import APPLIED
+    from ..integrations.hooks import APPLIED
 
     return {"settings": {name: getattr(config, name) for name in HOOK_SETTINGS},
             "applied": dict(sorted(APPLIED.items()))}
@@ -94,8 +92,8 @@ def _hooks(config: Any) -> dict[str, Any]:
 
 def _load(handler: str, task_root: str | None) -> dict[str, Any] | None:
     """Load the handler like the runtime; its init error body (trimmed), or None."""
-    from ..errors import describe_exception
-    from ..loader import load_handler
+    from ..invocation.loader import load_handler
+    from ..runtime_api.errors import describe_exception
 
     sys.path.insert(0, task_root or os.getcwd())
     try:
@@ -107,7 +105,7 @@ def _load(handler: str, task_root: str | None) -> dict[str, Any] | None:
 
 
 def _config_error(problems: list[Any]) -> dict[str, Any]:
-    from ..errors import CONFIGURATION_ERROR
+    from ..runtime_api.errors import CONFIGURATION_ERROR
 
     return {"errorType": CONFIGURATION_ERROR, "stackTrace": [],
             "errorMessage": "; ".join(str(problem) for problem in problems)}

@@ -3,13 +3,11 @@ then N at once; what the emulator and the runtime's log saw."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
-from ..shared_state import GLOBALS_ENV
+from .environment import INIT_TIMEOUT, runtime_environment
 from .options import Options
-from .probe import INIT_TIMEOUT
 from .timeouts import is_timeout, timed_out
 
 PHASES = ("warm_up", "alone", "concurrent")
@@ -20,23 +18,6 @@ DRAIN_TIMEOUT = 1.0
 STOP_GRACE = DRAIN_TIMEOUT + 5.0
 # Past --timeout, how long the client waits for the emulator's Sandbox.Timedout answer.
 ANSWER_SLACK = 10.0
-
-
-def runtime_environment(options: Options) -> dict[str, str]:
-    """What the runtime would see on Managed Instances (as far as the handler cares)."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env.update({
-        "LAMBDA_TASK_ROOT": options.root, "_HANDLER": options.handler,
-        "AWS_LAMBDA_MAX_CONCURRENCY": str(options.concurrency),
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "lambda-managed-instances",
-        "PYTHONUNBUFFERED": "1",
-        GLOBALS_ENV: "1",
-        # An uninstalled checkout must still find lmi_gevent in the subprocess.
-        "PYTHONPATH": os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p),
-    })
-    return env
-
 
 
 def run_handler(options: Options) -> dict[str, Any]:
@@ -205,7 +186,7 @@ def _shared_state(output: str) -> list[dict[str, str]]:
 
 
 def _small_pools(output: str) -> list[dict[str, Any]]:
-    """The pools the handler sized below the slots (lmi_gevent.pools), from the runtime's log."""
+    """The pools the handler sized below the slots (lmi_gevent.integrations.pools), from the runtime's log."""
     return _records_with(output, "poolSize")
 
 

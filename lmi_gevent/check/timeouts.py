@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .finding import Finding, stack_lines
 from .options import Options
 
 TIMEOUT_ERROR = "Sandbox.Timedout"
@@ -63,9 +64,7 @@ def _records_by_request(output: str) -> dict[str, dict[str, Any]]:
     return latest
 
 
-def timeout_finding(entry: dict[str, Any], options: Options) -> Any:
-    from .findings import Finding, _stack_lines
-
+def timeout_finding(entry: dict[str, Any], options: Options) -> Finding:
     limit = f"--timeout {options.timeout:g}s"
     if entry.get("never_dispatched"):
         return Finding(
@@ -86,7 +85,7 @@ def timeout_finding(entry: dict[str, Any], options: Options) -> Any:
             "device, a lock taken in C): use a cooperating library, give the call a timeout, "
             "or run it in gevent's threadpool (`gevent.get_hub().threadpool.apply(fn, args)`)",
             ("stack where it was stuck (most recent call last):",
-             *_stack_lines(entry["stack"])))
+             *stack_lines(entry["stack"])))
     return Finding(
         "blocker", "timeout",
         f"invocation {entry['request_id']} did not finish within {limit}, without holding "

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 
 from ..http.wsgi import default_binary_rule
 from ..streaming import HTTP_INTEGRATION_CONTENT_TYPE, PRELUDE_SEPARATOR
-from ._http import Request
+from .wire import Request
 
 URL_ID = "localfunctionurl"
 # Framing is the emulator's own business: these never pass from the function to the client.

@@ -6,7 +6,7 @@
     handler = wsgi_handler(app)                    # buffered answers
     handler = wsgi_handler(app, streaming=True)    # Function URL with InvokeMode: RESPONSE_STREAM
 
-Not to be confused with ``lmi_gevent._http``, the runtime's own HTTP/1.1 client for the
+Not to be confused with ``lmi_gevent.runtime_api.connection``, the runtime's own HTTP/1.1 client for the
 Runtime API. Importing this package imports neither gevent nor any web framework.
 """
 

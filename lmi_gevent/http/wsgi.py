@@ -16,10 +16,17 @@ import sys
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
-from .. import worker
 from ..config import ConfigError, parse_base_path, read_setting
 from ..streaming import StreamingResponse, http_stream
-from .sources import EventSource, Headers, HttpAnswer, HttpRequest, UnsupportedEvent, detect
+from ..workers import assignment as worker
+from .sources import (
+    EventSource,
+    Headers,
+    HttpAnswer,
+    HttpRequest,
+    UnsupportedEvent,
+    detect,
+)
 
 log = logging.getLogger("lmi_gevent.http")
 

@@ -1,4 +1,4 @@
-"""Checks every claim lmi_gevent/cooperation.py makes about psycopg2 with the gevent wait
+"""Checks every claim lmi_gevent/integrations/psycopg2.py makes about psycopg2 with the gevent wait
 callback, in a fresh patched interpreter; prints one JSON object of observations.
 
     python tests/drivers/psycopg2_caveats.py DSN
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import gevent
 
-from lmi_gevent import cooperation
+from lmi_gevent.integrations import psycopg2 as cooperation
 
 DSN = sys.argv[1]
 MADE_BEFORE_INSTALL: list[Any] = []

@@ -86,7 +86,7 @@ def test_install_does_not_import_grpc_and_switches_it_on_at_import() -> None:
     code = textwrap.dedent("""
         from gevent import monkey; monkey.patch_all()
         import json, sys
-        from lmi_gevent import cooperation
+        from lmi_gevent.integrations import grpc as cooperation
         cooperation.install()
         before = "grpc" in sys.modules
         import grpc

@@ -1,4 +1,4 @@
-"""cooperation.PostImportHook on throwaway modules: it runs its function once, after the
+"""hooks.PostImportHook on throwaway modules: it runs its function once, after the
 module's code ran, never for other modules, survives a failed import and never breaks one."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from lmi_gevent.cooperation import PostImportHook
+from lmi_gevent.integrations.hooks import PostImportHook
 
 pytestmark = [pytest.mark.timeout(30)]
 

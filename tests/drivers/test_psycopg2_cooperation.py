@@ -1,4 +1,4 @@
-"""lmi_gevent.cooperation: when the psycopg2 wait callback gets registered (each scenario in a
+"""lmi_gevent.integrations.psycopg2: when the psycopg2 wait callback gets registered (each scenario in a
 fresh patched interpreter, since it is about import state), and every caveat the module
 documents, checked against PostgreSQL."""
 
@@ -20,12 +20,12 @@ pytestmark = [pytest.mark.timeout(60)]
 PATCHED = """\
 from gevent import monkey; monkey.patch_all()
 import json, sys
-from lmi_gevent import cooperation
+from lmi_gevent.integrations import hooks, psycopg2 as cooperation
 def ours():
     import psycopg2.extensions
     return getattr(psycopg2.extensions.get_wait_callback(), "lmi_gevent", False)
 def hooks():
-    return sum(isinstance(f, cooperation.PostImportHook) and f.name == "psycopg2"
+    return sum(isinstance(f, hooks.PostImportHook) and f.name == "psycopg2"
                for f in sys.meta_path)
 """
 

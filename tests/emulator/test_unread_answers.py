@@ -13,7 +13,7 @@ pytest.importorskip("gevent")
 
 import gevent.socket
 
-from lmi_gevent.emulator import server
+from lmi_gevent.emulator import connection
 
 pytestmark = [pytest.mark.timeout(15),
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's books are read on Linux")]
@@ -21,24 +21,24 @@ pytestmark = [pytest.mark.timeout(15),
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
 
 
-def connected_pair() -> tuple[server.Connection, stdlib_socket.socket]:
+def connected_pair() -> tuple[connection.Connection, stdlib_socket.socket]:
     listener = gevent.socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     peer = stdlib_socket.create_connection(listener.getsockname())
     accepted, _ = listener.accept()
     listener.close()
-    return server.Connection(accepted), peer
+    return connection.Connection(accepted), peer
 
 
-def wait_for_eof(conn: server.Connection) -> None:
+def wait_for_eof(conn: connection.Connection) -> None:
     assert conn.rfile.readline() == b""
 
 
-def verdict_after(conn: server.Connection) -> list[str]:
+def verdict_after(conn: connection.Connection) -> list[str]:
     calls: list[str] = []
     conn.on_reset_unread = lambda: calls.append("requeued")
-    server._check_unread_after_eof(conn)
+    connection.check_unread_after_eof(conn)
     return calls
 
 
@@ -47,7 +47,7 @@ def test_an_answer_written_after_the_peer_closed_is_unread():
     peer.close()  # its FIN is in flight before the answer is written: they cross
     wait_for_eof(conn)
     conn.sock.sendall(ANSWER)  # the closed socket refuses it with RST, after its FIN
-    assert server._unread_verdict(conn) in ("unread", "pending")
+    assert connection.unread_verdict(conn) in ("unread", "pending")
     assert verdict_after(conn) == ["requeued"]
     conn.close()
 
@@ -60,7 +60,7 @@ def test_an_answer_the_peer_read_before_closing_is_not_given_again():
         received += peer.recv(4096)
     peer.close()
     wait_for_eof(conn)
-    assert server._unread_verdict(conn) == "read"
+    assert connection.unread_verdict(conn) == "read"
     assert verdict_after(conn) == []
     conn.close()
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from hypothesis import given, strategies as st
 
-from lmi_gevent import errors
-from lmi_gevent.client import InvalidInvocation, Invocation
-from lmi_gevent.invoke import Invoker
-from lmi_gevent.logs import FunctionLog, StreamSink
+from lmi_gevent.runtime_api import errors
+from lmi_gevent.runtime_api.client import InvalidInvocation, Invocation
+from lmi_gevent.invocation.invoker import Invoker
+from lmi_gevent.invocation.logs import FunctionLog, StreamSink
 
 # Header values as an HTTP reader can hand them over: latin-1 text without line breaks.
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60)

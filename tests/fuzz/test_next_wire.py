@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from lmi_gevent.client import InvalidInvocation, Invocation, RuntimeApiClient, RuntimeApiError
-from tests.unit.test_http import ScriptedServer
+from lmi_gevent.runtime_api.client import InvalidInvocation, Invocation, RuntimeApiClient, RuntimeApiError
+from tests.runtime_api.test_connection import ScriptedServer
 
 NAMES = [b"Lambda-Runtime-Aws-Request-Id", b"Lambda-Runtime-Deadline-Ms", b"Content-Type",
          b"Lambda-Runtime-Client-Context", b"Lambda-Runtime-Cognito-Identity",

@@ -547,7 +547,7 @@ def test_a_bad_base_path_names_the_setting_or_the_argument(monkeypatch, value):
 
 
 def test_wsgi_multiprocess_is_true_in_a_worker_process(monkeypatch):
-    from lmi_gevent import worker
+    from lmi_gevent.workers import assignment as worker
 
     monkeypatch.setattr(worker, "_current", worker.WorkerAssignment(1, 8, 5, 8, False, 1))
     _, app = serve(events.http_v2("/"))

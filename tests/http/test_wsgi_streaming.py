@@ -8,12 +8,7 @@ import json
 import sys
 
 from lmi_gevent.http import wsgi_handler
-from lmi_gevent.streaming import (
-    HTTP_INTEGRATION_CONTENT_TYPE,
-    PRELUDE_SEPARATOR,
-    StreamBody,
-    StreamingResponse,
-)
+from lmi_gevent.streaming import HTTP_INTEGRATION_CONTENT_TYPE, PRELUDE_SEPARATOR, StreamBody, StreamingResponse
 from tests.http import events
 
 

@@ -36,7 +36,7 @@ def handler(event, context):
     print(f"started {context.aws_request_id} in {os.getpid()}", flush=True)
     if event.get("wedge"):
         import gevent.monkey
-        from lmi_gevent.scoreboard import write_wedge_report
+        from lmi_gevent.workers.scoreboard import write_wedge_report
         write_wedge_report(f"reading a pipe nobody writes, for {context.aws_request_id}")
         read_end, _ = os.pipe()
         gevent.monkey.get_original("os", "read")(read_end, 1)  # blocks the whole event loop

@@ -1,0 +1,195 @@
+"""The runtime's life, top to bottom: the steps every process of ``lmi-gevent HANDLER`` takes.
+
+1. read the settings from the environment (nothing heavy imported yet);
+2. concurrent mode: on several CPUs, hand over to the supervisor of K worker processes
+   (:mod:`lmi_gevent.workers.supervisor`, each worker runs these steps for its share of the
+   slots); otherwise ``gevent.monkey.patch_all()`` before anything could import ssl,
+   threading, urllib3 or the handler;
+3. set up the function's log (text or JSON; stdout, the telemetry fd or the LMI log socket);
+4. load the handler; on failure post ``/init/error`` once and exit non-zero;
+5. serve: the sequential loop, or N slot greenlets;
+6. on SIGTERM/SIGINT stop polling, drain the invocations in flight, exit 0.
+
+Steps 1-2 import only this module, :mod:`lmi_gevent.config` and
+:mod:`lmi_gevent.workers.assignment`; every later step imports what it uses inside the
+function, after step 2 has decided whether to patch (docs/design.md, invariants 1 and 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from . import config as settings
+from .workers import assignment as assignments
+from .workers.assignment import INIT_ERROR_EXIT, PLATFORM_FAILURE_EXIT, WorkerAssignment
+
+if TYPE_CHECKING:
+    from .config import Config, ConfigError
+    from .invocation.logs import FunctionLog
+    from .runtime_api.client import RuntimeApiClient
+    from .runtime_api.delivery import RetryPolicy
+
+log = logging.getLogger("lmi_gevent")
+
+INIT_ERROR_WARNING = ("LAMBDA_WARNING: the function failed to initialise, so no invocation can "
+                      "run. The error below comes from the handler module or its settings.")
+
+
+def bootstrap(handler_arg: str | None) -> int:
+    """``lmi-gevent HANDLER``: steps 1-6; the process's exit code."""
+    # Step 1: configuration, with nothing but the stdlib's lightest modules imported.
+    assignment = assignments.assignment()  # set when a supervisor started this process
+    if assignment is not None:
+        assignments.die_with_supervisor(assignment.supervisor_pid)
+    config, problems = settings.load()
+    fatal = [p for p in problems if p.env == "AWS_LAMBDA_RUNTIME_API"]
+    if fatal:
+        print(f"lmi-gevent: {fatal[0]}", file=sys.stderr)
+        return 2
+    handler = handler_arg or config.handler
+    if not handler:
+        print("lmi-gevent: no handler: pass HANDLER (e.g. `lmi-gevent app.handler`) or set "
+              "_HANDLER", file=sys.stderr)
+        return 2
+
+    # Step 2: patch before anything that could import ssl, threading or the handler.
+    # With a configuration problem we stay sequential just long enough to report it.
+    early_imports: list[str] = []
+    if config.concurrent and not problems and assignment is None:
+        workers = config.worker_count()
+        if workers > 1:  # step 5 on several cores: K workers, each doing steps 1-6
+            from .workers.supervisor import supervise
+            return supervise(handler, config, workers)
+    if config.concurrent and not problems:
+        from .integrations.monkey import patch_all
+        early_imports = patch_all()
+    return run(handler, config, problems, early_imports, assignment)
+
+
+def run(handler_name: str, config: Config, problems: list[ConfigError],
+        early_imports: list[str], worker: WorkerAssignment | None = None) -> int:
+    """Steps 3-6; ``worker`` is set in a process a supervisor started for a share of slots.
+
+    Step 2 is over, so the serving layers may be imported now (they import ``logging`` and
+    with it ``threading``, which must come after ``patch_all``)."""
+    from .invocation import logs
+    from .invocation.loader import load_handler
+    from .runtime_api import errors
+    from .runtime_api.client import PlatformFailure, RuntimeApiClient
+    from .workers import scoreboard
+
+    if worker is not None:
+        scoreboard.attach(worker.status_fd, worker.index, worker.slot_table)
+    function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
+                              telemetry_fd=config.telemetry_fd, log_socket=config.log_socket)
+    client = RuntimeApiClient(config.runtime_api)
+    if problems:
+        body = errors.error_body(errors.CONFIGURATION_ERROR,
+                                 "; ".join(str(problem) for problem in problems), None)
+        return report_init_error(client, function_log, body, config.answer_retry)
+    if early_imports:
+        log.warning("Imported before gevent could patch them, so they may block every "
+                    "invocation at once: %s. Remove them from sitecustomize/PYTHONSTARTUP/.pth "
+                    "files or import them inside the handler module.", ", ".join(early_imports))
+
+    sys.path.insert(0, config.task_root or os.getcwd())
+    slots = worker.slots if worker else config.max_concurrency  # this process's share
+    if config.concurrent:
+        from . import integrations
+        integrations.install(config, slots)
+    if config.sentry_integration:  # both modes: the integration misses awslambdaric in both
+        from .integrations import sentry
+        sentry.install()
+    try:
+        handler = load_handler(handler_name)
+    except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
+        body, _ = errors.describe_exception(problem)
+        if worker is None:
+            return report_init_error(client, function_log, body, config.answer_retry)
+        if worker.replacement:
+            # Init completed long ago: the platform must not hear of an init error now.
+            log.error("Replacement worker %d could not load the handler: %s: %s",
+                      worker.index, body["errorType"], body["errorMessage"])
+            function_log.unhandled_error(body)
+        else:
+            report_init_error(client, function_log, body, config.answer_retry)
+        return INIT_ERROR_EXIT
+    if config.sentry_integration:
+        handler = sentry.wrap_handler(handler)
+
+    try:
+        if config.concurrent:
+            code = _serve_concurrently(config, handler, function_log, client, slots,
+                                       pool_record=worker is None)
+            # The slots end with 1 only for a platform failure; a supervisor must hear of it.
+            return PLATFORM_FAILURE_EXIT if worker is not None and code == 1 else code
+        return _serve_sequentially(config, handler, function_log, client)
+    except PlatformFailure as failure:
+        log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
+        return 1 if worker is None else PLATFORM_FAILURE_EXIT
+
+
+def report_init_error(client: RuntimeApiClient, function_log: FunctionLog,
+                      body: dict[str, Any], retry: RetryPolicy | None = None) -> int:
+    """Log and post an init error once, then tell the caller to exit non-zero."""
+    from .runtime_api.client import PlatformFailure
+    from .runtime_api.delivery import deliver
+
+    log.warning(INIT_ERROR_WARNING)
+    function_log.unhandled_error(body)
+    try:
+        outcome = deliver(lambda: client.post_init_error(body), "the init error",
+                          deadline=None, policy=retry or RetryPolicy())
+    except PlatformFailure as problem:
+        log.error("Could not report the init error: %s", problem)
+        return 1
+    if outcome is None:
+        return 1  # deliver() logged why
+    status, reply = outcome.status, outcome.reply
+    if status == 403:
+        # Another worker (or an earlier attempt) already reported init failure.
+        log.info("Init error already reported (403): %s", reply[:300].decode("utf-8", "replace"))
+    elif not outcome.delivered:
+        log.error("Runtime API answered %s to the init error: %s", status,
+                  reply[:300].decode("utf-8", "replace"))
+    return 1
+
+
+def _serve_sequentially(config: Config, handler: Any, function_log: FunctionLog,
+                        client: RuntimeApiClient) -> int:
+    from .invocation.invoker import Invoker
+    from .serving.sequential import Backoff, Stopper, serve
+
+    invoker = Invoker(handler, function_log, process_wide=True, retry=config.answer_retry)
+    stopper = Stopper()
+    stopper.install()
+    serve(client, invoker, Backoff(config.retry_initial, config.retry_max), stopper)
+    return 0
+
+
+def _serve_concurrently(config: Config, handler: Any, function_log: FunctionLog,
+                        client: RuntimeApiClient, slots: int, *, pool_record: bool) -> int:
+    from .invocation.context import install_invocation_environ
+    from .invocation.invoker import Invoker
+    from .serving import slots as concurrent
+
+    client.close()  # each slot opens its own connection
+    install_invocation_environ()
+    if os.environ.get("LMI_GEVENT_CHECK_GLOBALS"):  # set by `lmi-gevent check` (GLOBALS_ENV)
+        from .diagnostics.shared_state import watch_globals
+        handler = watch_globals(handler)
+    detector = None
+    if config.stall_threshold:
+        from .diagnostics import stalls
+        detector = stalls.watch(config.stall_threshold,
+                                wedge_after=config.stall_threshold * config.wedge_after)
+    invoker = Invoker(handler, function_log, guard=concurrent.deadline_guard(config.deadline_grace),
+                      retry=config.answer_retry)
+    return concurrent.serve(config.runtime_api, invoker, size=slots,
+                            drain_timeout=config.drain_timeout,
+                            retry_initial=config.retry_initial, retry_max=config.retry_max,
+                            heartbeat=config.worker_heartbeat, pool_record=pool_record,
+                            detector=detector)

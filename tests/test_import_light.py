@@ -1,0 +1,57 @@
+"""`import lmi_gevent` (and the console script's module) import nothing heavy (invariant 1)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["ssl", "urllib3", "requests", "concurrent.futures", "gevent", "boto3", "http.client",
+         "ujson", "threading", "asyncio"]
+
+
+def modules_after(statement: str) -> list[str]:
+    code = (f"import sys\n{statement}\n"
+            f"print(__import__('json').dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                         check=True, cwd="/")
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("statement", [
+    "import lmi_gevent",
+    "import lmi_gevent.cli",
+    "import lmi_gevent.config",
+    "import lmi_gevent.__main__",
+    # A worker reads its assignment and ties its life to the supervisor before patching.
+    "import lmi_gevent.workers.assignment as w, lmi_gevent.workers.scoreboard; w.assignment()",
+    "import lmi_gevent.workers.cpus as c; c.usable_cpus()",
+])
+def test_importing_the_entry_points_pulls_in_nothing_heavy(statement: str) -> None:
+    # -I ignores PYTHONPATH; the package is installed (editable) in the test environment.
+    assert modules_after(statement) == []
+
+
+def test_config_loading_stays_light() -> None:
+    assert modules_after("import lmi_gevent.config as c; c.load({'AWS_LAMBDA_RUNTIME_API': 'h:1'})") == []
+
+
+def test_the_supervisor_never_imports_gevent() -> None:
+    # DESIGN.md step 5: the supervisor stays small and gevent-free (workers patch themselves).
+    loaded = modules_after("import lmi_gevent.workers.supervisor, lmi_gevent.config as c; "
+                           "c.load({'AWS_LAMBDA_RUNTIME_API': 'h:1', "
+                           "'AWS_LAMBDA_MAX_CONCURRENCY': '8'})[0].worker_count()")
+    assert "gevent" not in loaded and "ssl" not in loaded
+
+
+@pytest.mark.parametrize("statement", ["import lmi_gevent.http", "import lmi_gevent.streaming"])
+def test_the_http_adapter_and_streaming_import_no_gevent_and_no_web_stack(statement: str) -> None:
+    # A handler module imports these at its import, which in sequential mode must never bring
+    # gevent in (invariant 2); they need neither a web framework nor an HTTP client.
+    unwanted = {"gevent", "ssl", "urllib3", "requests", "concurrent.futures", "http.client", "asyncio"}
+    assert set(modules_after(statement)) & unwanted == set()
+    code = f"import sys\n{statement}\nprint([m for m in ('flask', 'django', 'werkzeug') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "[]"
