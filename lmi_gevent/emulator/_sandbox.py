@@ -448,7 +448,7 @@ class Sandbox:
         return None
 
     def _check_answer(self, inv: Invocation | None, request_id: str, echo: str | None,
-                      kind: str, body: bytes) -> Invocation | Rejection | None:
+                      kind: str, body: bytes) -> Invocation | Rejection:
         """The invocation an answer may go to, or the Runtime API's refusal."""
         if inv is None:
             self._count_repeat(request_id, kind, body)

@@ -95,7 +95,7 @@ class ChunkedReply:
         self.complete = False
 
     def _fields(self) -> list[tuple[str, str]]:
-        fields = []
+        fields: list[tuple[str, str]] = []
         while True:
             line = self._rfile.readline(1 << 21).decode("latin-1")
             if line in ("\r\n", "\n", ""):

@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 try:  # the kernel's view of a connection, for telling a crossed FIN from a read answer
     import fcntl
@@ -45,7 +45,7 @@ class Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.rfile = sock.makefile("rb", 65536)
+        self.rfile: BinaryIO = sock.makefile("rb", 65536)  # type: ignore[assignment]
         # gevent keeps the real, non-blocking socket here; peeking at it from a hub callback
         # must never block or switch.
         self.raw: Any = getattr(sock, "_sock", sock)

@@ -32,8 +32,8 @@ class ControlApi:
             ("GET", "faults"): lambda: self.sandbox.pending_faults(),
             ("POST", "mark"): lambda: self.sandbox.mark(str(_json_body(request).get("name", ""))),
             ("POST", "faults"): lambda: self._add_fault(_json_body(request)),
-            ("DELETE", "faults"): lambda: self.sandbox.clear_faults() or {},
-            ("POST", "reset-stats"): lambda: self.record.reset() or {},
+            ("DELETE", "faults"): self._clear_faults,
+            ("POST", "reset-stats"): self._reset_stats,
         }.get((request.method, name))
         if handler is None:
             return self._answer(conn, 404, {"errorType": "NotFound", "errorMessage": f"no control call {name!r}"})
@@ -46,6 +46,14 @@ class ControlApi:
         self.record.status("control", status)
         conn.send_json(status, document)
         return True
+
+    def _clear_faults(self) -> dict[str, Any]:
+        self.sandbox.clear_faults()
+        return {}
+
+    def _reset_stats(self) -> dict[str, Any]:
+        self.record.reset()
+        return {}
 
     def _events(self, query: dict[str, str]) -> list[dict[str, Any]]:
         since = float(query.get("since", "-inf"))

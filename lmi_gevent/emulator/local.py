@@ -41,7 +41,7 @@ PROG = "lmi-gevent local"
 class _ArgumentParser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` returns 2 rather than exit."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise _UsageError(message)
 
 

@@ -64,7 +64,7 @@ class PostImportHook:
             return None
         spec = self._find_with_later_finders(fullname, path, target)
         if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _LoaderThenHook(spec.loader, self)
+            spec.loader = _LoaderThenHook(spec.loader, self)  # type: ignore[assignment]
         return spec
 
     def _find_with_later_finders(self, fullname: str, path: Sequence[str] | None,

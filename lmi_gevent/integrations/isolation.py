@@ -238,7 +238,7 @@ def isolate_class_attributes(cls: type, names: Iterable[str], fork: Fork = shall
 
 def _register_creation(cls: type) -> None:
     """Have instances of ``cls`` made during an invocation noted in its state (``created``)."""
-    original = cls.__new__
+    original: Any = cls.__new__
     if getattr(original, "lmi_gevent_registers", False):
         return
 

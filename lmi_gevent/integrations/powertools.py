@@ -52,7 +52,7 @@ def isolate_logger_keys(formatter: ModuleType) -> None:
             keep.pop(key, None)
         context_keys().set(keep)
 
-    formatter.remove_context_keys = remove_context_keys
+    setattr(formatter, "remove_context_keys", remove_context_keys)  # noqa: B010 - a module attribute mypy cannot see
 
 
 def isolate_emf_provider(cloudwatch: ModuleType) -> None:

@@ -43,7 +43,7 @@ def install() -> None:
     import gevent.pool
     import gevent.thread
 
-    greenlet_class = inheriting(gevent.Greenlet)
+    greenlet_class: Any = inheriting(gevent.Greenlet)
     gevent.spawn = greenlet_class.spawn
     gevent.spawn_later = greenlet_class.spawn_later
     gevent.thread.Greenlet = greenlet_class  # _thread.start_new_thread
@@ -52,7 +52,7 @@ def install() -> None:
     gevent.pool.Greenlet = greenlet_class
     gevent.pool.IMap = inheriting(gevent.pool.IMap)
     gevent.pool.IMapUnordered = inheriting(gevent.pool.IMapUnordered)
-    threading.Thread.start = _start_in_callers_context(threading.Thread.start)
+    threading.Thread.start = _start_in_callers_context(threading.Thread.start)  # type: ignore[method-assign, assignment]
 
     when_imported(EXECUTOR_MODULE, _patch_executor)
 
@@ -61,9 +61,11 @@ def inheriting(base: type) -> type:
     """A subclass of the gevent Greenlet class ``base`` whose instances start in a copy of
     their creator's context (gevent's classes are compiled and cannot be changed in place)."""
 
-    class Inheriting(base):  # type: ignore[misc, valid-type]
+    base_init: Any = base.__init__  # type: ignore[misc]
+
+    class Inheriting(base):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            base.__init__(self, *args, **kwargs)
+            base_init(self, *args, **kwargs)
             self.gr_context = contextvars.copy_context()
 
     Inheriting.__name__ = Inheriting.__qualname__ = base.__name__

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -191,7 +192,7 @@ class _InvocationEnviron(type(os.environ)):  # type: ignore[misc]
             return
         super().__delitem__(key)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         inside = REQUEST_ID.get() is not None
         for key in super().__iter__():
             if not (inside and key == TRACE_ENV_KEY):
@@ -213,7 +214,8 @@ def install_invocation_environ() -> None:
     os.environ.__class__ = _InvocationEnviron
     import subprocess  # already imported by gevent's patching
 
-    subprocess.Popen.__init__ = _inherit_invocation_environ(subprocess.Popen.__init__)
+    subprocess.Popen.__init__ = _inherit_invocation_environ(  # type: ignore[method-assign]
+        subprocess.Popen.__init__)
 
 
 _POSITIONAL_ENV = 10  # Popen(args, bufsize, executable, stdin, stdout, stderr, preexec_fn,

@@ -112,6 +112,9 @@ class Invoker:
                       ) -> tuple[bytes, str] | Failure | StreamingResponse:
         """The response body and content type, the stream to post, or the failure to answer
         with instead."""
+        context: Any = None
+        event: Any = None
+        result: Any = None
         try:
             context = build_context(invocation)
             event = decode_event(invocation.body, invocation.content_type)

@@ -106,7 +106,7 @@ class RequestIdFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)
 
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT, "%Y-%m-%dT%H:%M:%S")
@@ -115,7 +115,7 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per record with the fields Lambda's JSON log format defines."""
 
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)
     _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
     def format(self, record: logging.LogRecord) -> str:
@@ -231,8 +231,8 @@ def setup(*, log_format: str, log_level: str | None, telemetry_fd: int | None,
     """Configure the root logger and the streams; return the function's log."""
     if log_socket:
         connect_log_socket(log_socket)
-    sys.stdout = Unbuffered(sys.stdout)  # type: ignore[assignment]
-    sys.stderr = Unbuffered(sys.stderr)  # type: ignore[assignment]
+    sys.stdout = Unbuffered(sys.stdout)
+    sys.stderr = Unbuffered(sys.stderr)
     json_format = log_format == "JSON"
     sink: StreamSink | FramedSink
     if telemetry_fd is not None:

@@ -13,7 +13,7 @@ Each request is sent in one write with TCP_NODELAY: two writes (headers, then bo
 from __future__ import annotations
 
 import socket
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100
@@ -45,7 +45,7 @@ class Connection:
         self.port = port
         self._host_header = f"Host: {host}:{port}\r\n"
         self.sock: socket.socket | None = None
-        self._reader = None
+        self._reader: Any = None  # the socket's buffered reader while connected
 
     def close(self) -> None:
         if self._reader is not None:
@@ -165,7 +165,7 @@ class Connection:
         return data
 
     def _read_chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size_line = self._reader.readline(_MAX_LINE)
             try:

@@ -137,7 +137,7 @@ class SlotPool:
             # An answer already waiting on the socket is an invocation: let the slot run it.
             if slot.client.has_unread_data():
                 spared += 1
-            else:
+            elif slot.greenlet is not None:
                 slot.greenlet.kill(StopPolling, block=False)
         return spared
 

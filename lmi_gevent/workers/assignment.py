@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import NamedTuple
+from dataclasses import dataclass
 
 ASSIGNMENT_ENV = "_LMI_GEVENT_WORKER"  # internal: set by the supervisor, never by users
 
@@ -23,7 +23,8 @@ ORPHANED_EXIT = 5  # the supervisor was gone before this worker could tie its li
 _PR_SET_PDEATHSIG = 1
 
 
-class WorkerAssignment(NamedTuple):
+@dataclass(frozen=True)
+class WorkerAssignment:
     """One worker's share of the execution environment."""
 
     index: int  # 0..K-1, stable across replacements
