@@ -9,7 +9,7 @@ caller as the handler produces them.
                 yield f"{number}\\n".encode()
         return StreamingResponse(rows(), content_type="text/csv")
 
-The invoke path stays one (DESIGN.md invariant 6): :class:`lmi_gevent.invocation.invoker.Invoker` sees this
+The invoke path stays one (docs/design.md, invariant 6): :class:`lmi_gevent.invocation.invoker.Invoker` sees this
 kind of answer and posts it with ``Lambda-Runtime-Function-Response-Mode: streaming`` and chunked
 transfer encoding instead of in one body. An exception while the chunks are produced (including
 a deadline reclaim or a drain cut) ends the stream with the error trailers

@@ -39,7 +39,7 @@ def test_config_loading_stays_light() -> None:
 
 
 def test_the_supervisor_never_imports_gevent() -> None:
-    # DESIGN.md step 5: the supervisor stays small and gevent-free (workers patch themselves).
+    # docs/design.md, step 2: the supervisor stays small and gevent-free (workers patch themselves).
     loaded = modules_after("import lmi_gevent.workers.supervisor, lmi_gevent.config as c; "
                            "c.load({'AWS_LAMBDA_RUNTIME_API': 'h:1', "
                            "'AWS_LAMBDA_MAX_CONCURRENCY': '8'})[0].worker_count()")

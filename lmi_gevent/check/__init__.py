@@ -32,7 +32,7 @@ import sys
 from typing import Any
 
 from .findings import Finding, import_findings, overlap_verdict, run_findings
-from .options import PROG, Options, UsageError, _ArgparseExit, parse_options
+from .options import PROG, Options, UsageError, ArgparseExit, parse_options
 from .probe import import_handler
 from .report import render_text
 from .risks import MODULE_RISKS, ModuleRisk, loaded_risks
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     """``lmi-gevent check ARGS``: 0 nothing blocks, 1 a blocker was found, 2 bad usage."""
     try:
         options = parse_options(argv)
-    except _ArgparseExit as stop:
+    except ArgparseExit as stop:
         return stop.code
     except UsageError as problem:
         print(f"{PROG}: {problem}", file=sys.stderr)

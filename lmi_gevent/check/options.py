@@ -27,7 +27,7 @@ class Options(NamedTuple):
     json: bool
 
 
-class _ArgparseExit(Exception):
+class ArgparseExit(Exception):
     """argparse has printed its own message (or --help); exit with ``code``."""
 
     def __init__(self, code: int) -> None:
@@ -70,7 +70,7 @@ def parse_options(argv: list[str]) -> Options:
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse printed its message (or --help)
-        raise _ArgparseExit(int(stop.code or 0)) from None
+        raise ArgparseExit(int(stop.code or 0)) from None
     if not args.handler:
         raise UsageError("HANDLER is missing: pass one (e.g. `lmi-gevent check app.handler`) "
                          "or set _HANDLER")

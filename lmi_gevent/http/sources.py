@@ -1,7 +1,7 @@
 """The HTTP event sources Lambda knows, each read into one :class:`HttpRequest` and answered in
 its own shape. One class per source; :func:`detect` picks the class from the event.
 
-What differs between sources (PROTOCOL.md, "HTTP event sources"):
+What differs between sources (docs/protocol.md, "HTTP event sources"):
 
 ==================  ==================  ======================  ==========================
 source              query values        repeated headers        answer headers

@@ -2,7 +2,7 @@
 
 Per-invocation state (request id, tenant id, trace id) lives in :mod:`contextvars`. Each slot
 greenlet has a context of its own, so values set inside it are seen by that invocation alone
-(DESIGN.md invariant 4) — and by what the handler spawns, which starts in a copy of it
+(docs/design.md, invariant 4) — and by what the handler spawns, which starts in a copy of it
 (:mod:`lmi_gevent.integrations.threads`). Sequential mode also keeps the ids process-wide, as the official
 client does (:func:`current_ids`).
 """

@@ -1,7 +1,7 @@
 """One invocation: context -> unmarshal -> handler -> marshal -> exactly one answer.
 
 Both serving modes call :meth:`Invoker.run`; they differ only in how many run at once and how
-they stop (DESIGN.md invariant 6).
+they stop (docs/design.md, invariant 6).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .logs import FunctionLog
 
 log = logging.getLogger("lmi_gevent")
 
-# Platform limit on a synchronous response (PROTOCOL.md: 6 MiB + 100 bytes).
+# Platform limit on a synchronous response (docs/protocol.md: 6 MiB + 100 bytes).
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 100
 
 Guard = Callable[[Invocation], ContextManager[Any]]

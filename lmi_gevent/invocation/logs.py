@@ -25,7 +25,7 @@ _TEXT_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%
 _ERROR_LINE_JOIN = "\r"  # one CloudWatch event per error: the platform splits records on \n
 _INDENT = "\u00a0"  # leading spaces of traceback lines become no-break spaces, as CloudWatch trims
 
-# Telemetry frame types (PROTOCOL.md): base + 8 per level step, JSON = text - 1.
+# Telemetry frame types (docs/protocol.md): base + 8 per level step, JSON = text - 1.
 _TEXT_FRAME = {logging.NOTSET: 0xA55A0003, logging.DEBUG: 0xA55A000B, logging.INFO: 0xA55A000F,
                logging.WARNING: 0xA55A0013, logging.ERROR: 0xA55A0017,
                logging.CRITICAL: 0xA55A001B}

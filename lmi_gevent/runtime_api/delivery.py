@@ -1,4 +1,4 @@
-"""An answer the handler produced reaches the platform (DESIGN.md invariant 8).
+"""An answer the handler produced reaches the platform (docs/design.md, invariant 8).
 
 A post of a response, an error or an init error that fails on the way — the connection reset
 while posting, closed before the status came back, a 502/503/504 from a proxy in between — is

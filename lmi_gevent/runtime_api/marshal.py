@@ -1,6 +1,6 @@
 """Events in, responses out, with the official client's semantics.
 
-What users rely on (PROTOCOL.md): JSON events are decoded and other content types arrive as
+What users rely on (docs/protocol.md): JSON events are decoded and other content types arrive as
 raw bytes; a ``bytes`` return is sent raw as ``application/unknown``; ``Decimal`` is written as
 the exact number it holds; namedtuples become objects; ``", "``/``": "`` separators; NaN and
 Infinity allowed. Responses are encoded with ujson (the fast path; the stdlib encoder words its

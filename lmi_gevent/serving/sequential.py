@@ -1,4 +1,4 @@
-"""The classic loop: one invocation at a time. Never imports gevent (DESIGN.md invariant 2)."""
+"""The classic loop: one invocation at a time. Never imports gevent (docs/design.md, invariant 2)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each slot is either polling or running an invocation, so open polls + in-flight <= N at every
 moment, and N polls are open when idle: the platform sees free capacity only as open polls
-(DESIGN.md invariant 3). Imported only after ``gevent.monkey.patch_all()``.
+(docs/design.md, invariant 3). Imported only after ``gevent.monkey.patch_all()``.
 """
 
 from __future__ import annotations

@@ -20,12 +20,12 @@ pytestmark = [pytest.mark.timeout(60)]
 PATCHED = """\
 from gevent import monkey; monkey.patch_all()
 import json, sys
-from lmi_gevent.integrations import hooks, psycopg2 as cooperation
+from lmi_gevent.integrations import hooks as import_hooks, psycopg2 as cooperation
 def ours():
     import psycopg2.extensions
     return getattr(psycopg2.extensions.get_wait_callback(), "lmi_gevent", False)
 def hooks():
-    return sum(isinstance(f, hooks.PostImportHook) and f.name == "psycopg2"
+    return sum(isinstance(f, import_hooks.PostImportHook) and f.name == "psycopg2"
                for f in sys.meta_path)
 """
 

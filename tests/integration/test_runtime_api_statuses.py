@@ -1,4 +1,4 @@
-"""What the runtime does with each Runtime API status (PROTOCOL.md), in both modes."""
+"""What the runtime does with each Runtime API status (docs/protocol.md), in both modes."""
 
 from __future__ import annotations
 
