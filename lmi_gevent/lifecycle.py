@@ -81,6 +81,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     from .runtime_api.client import PlatformFailure, RuntimeApiClient
     from .workers import scoreboard
 
+    # Step 3: the function's log; from here on every failure is reported through it.
     if worker is not None:
         scoreboard.attach(worker.status_fd, worker.index, worker.slot_table)
     function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
@@ -95,6 +96,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
                     "invocation at once: %s. Remove them from sitecustomize/PYTHONSTARTUP/.pth "
                     "files or import them inside the handler module.", ", ".join(early_imports))
 
+    # Step 4: the handler, imported once, after the hooks that adapt its libraries.
     sys.path.insert(0, config.task_root or os.getcwd())
     slots = worker.slots if worker else config.max_concurrency  # this process's share
     if config.concurrent:
@@ -120,6 +122,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     if config.sentry_integration:
         handler = sentry.wrap_handler(handler)
 
+    # Steps 5-6: serve until SIGTERM/SIGINT, then drain.
     try:
         if config.concurrent:
             code = _serve_concurrently(config, handler, function_log, client, slots,
