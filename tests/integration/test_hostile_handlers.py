@@ -421,3 +421,33 @@ def test_an_idle_loop_and_a_block_shorter_than_the_timeout_are_no_wedge(emulator
     assert blocked.function_error is None, runtime.output()
     assert runtime.returncode is None and "Worker wedged" not in runtime.output()
     emulator.wait_for(lambda s: s["open_polls"] == 4, timeout=10)
+
+
+USR1 = """
+import os, signal, time
+
+seen = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
+
+
+def handler(event, context):
+    time.sleep(0.05)
+    return {"pid": os.getpid(), "seen": len(seen)}
+"""
+
+
+@needs_linux
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_functions_other_signal_handlers_are_installed_as_asked(emulator_factory, task_root, mode) -> None:  # type: ignore[no-untyped-def]
+    emulator, runtime = start(emulator_factory, task_root(app=USR1), mode)
+    first = emulator.invoke({}).json()
+    os.kill(first["pid"], signal.SIGUSR1)  # with workers: the worker that serves (no forwarding)
+    deadline = time.monotonic() + 10
+    seen = 0
+    while time.monotonic() < deadline and not seen:
+        answer = emulator.invoke({}).json()
+        seen = answer["seen"] if answer["pid"] == first["pid"] else 0
+    assert seen == 1, runtime.output()
+    assert runtime.returncode is None
+    runtime.send_signal(signal.SIGTERM)
+    assert runtime.wait(20) == 0
