@@ -17,7 +17,9 @@ Read top to bottom, the supervisor's life:
      (LMI_GEVENT_WORKER_RESTART_LIMIT in a row) rather than replacing it forever;
    - SIGKILLs and replaces a worker whose event loop is wedged (no heartbeat) past its
      invocations' deadline + grace, logging them and the worker's last wedge report;
-4. SIGTERM/SIGINT: forward it once to every worker, which drains as one process does; exit 0
+4. SIGHUP/SIGUSR1/SIGUSR2: forward it to every serving worker (the function's own handler
+   for it runs there). SIGTERM/SIGINT: forward it once to every worker, which drains as one
+   process does; exit 0
    once all exited 0; SIGKILL stragglers past the drain timeout. A second signal kills all.
 5. on every way out, no worker is left, nor what a worker started (its process group is
    killed once it exited): ``finally`` kills and reaps them, and each worker asked
@@ -62,6 +64,9 @@ log = logging.getLogger("lmi_gevent")
 STRAGGLER_GRACE = 2.0
 # How often the loop wakes with nothing to do (to run a due replacement, or a deadline).
 IDLE_WAKE = 1.0
+# Passed on to every serving worker, where the function's own handlers for them run (as they
+# would in awslambdaric's one process) or their default action ends that worker.
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def slot_shares(slots: int, workers: int) -> list[int]:
@@ -139,7 +144,7 @@ class Supervisor:
         os.set_blocking(read_end, False)
         os.set_blocking(write_end, False)
         signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, *FORWARDED_SIGNALS):
             signal.signal(signum, self._enqueue)
         return read_end
 
@@ -166,6 +171,9 @@ class Supervisor:
             signum = self.signals.popleft()
             if signum == signal.SIGCHLD:
                 continue  # _reap runs after every wake-up anyway
+            if signum in FORWARDED_SIGNALS:
+                self._forward(signum)
+                continue
             if self.stop_deadline is None:
                 self._begin_stop(signum)
             else:
@@ -173,6 +181,13 @@ class Supervisor:
                 self._kill_all()
                 self.exit_code = 128 + signum
                 return
+
+    def _forward(self, signum: int) -> None:
+        """Only to workers past init: one still importing has none of the function's handlers
+        yet, and the signal's default action would make its death an init failure."""
+        for worker in list(self.workers.values()):
+            if self.scoreboard.read(worker.index).heartbeat:
+                _signal(worker, signum)
 
     # --- stopping --------------------------------------------------------------------------
 
