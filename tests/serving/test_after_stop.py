@@ -46,6 +46,9 @@ def test_the_functions_registrations_are_recorded_not_installed() -> None:
             "delivered": delivered,
             "to_run": fs.function_handler(signal.SIGTERM) is mine,
             "sigint_default": fs.function_handler(signal.SIGINT),
+            "sigint_ignored": (signal.signal(signal.SIGINT, signal.SIG_IGN) is signal.default_int_handler
+                               and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+                               and fs.function_handler(signal.SIGINT) is None),
             "bad": bad,
         }
         fs.uninstall()
@@ -54,6 +57,7 @@ def test_the_functions_registrations_are_recorded_not_installed() -> None:
     """))
     assert result == {"previous": True, "again": True, "seen": True,
                       "delivered": ["runtime", "usr1"], "to_run": True, "sigint_default": None,
+                      "sigint_ignored": True,
                       "bad": "signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a "
                              "callable object", "restored": True}
 
