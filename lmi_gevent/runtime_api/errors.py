@@ -20,6 +20,7 @@ RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
 TIMEOUT_ERROR = "Sandbox.Timedout"
 SHUTDOWN_ERROR = "Runtime.ShutdownBeforeAnswer"
 WORKER_EXIT_ERROR = "Runtime.ExitError"  # the platform's own type when a runtime process dies
+WEDGED_ERROR = "Runtime.WorkerWedged"  # a worker whose event loop stopped running answers with it
 
 # lmi_gevent itself (this file is in its runtime_api/ package)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
