@@ -14,6 +14,7 @@ The emulator's Runtime and Invoke APIs keep the cheaper reader of :mod:`.wire`.
 
 from __future__ import annotations
 
+import http
 import re
 import socket
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ _RECV_BYTES = 65536
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _OBS_FOLD = re.compile(rb"\n[ \t]")
 _ABSOLUTE = re.compile(r"(?i)https?://(?P<authority>[^/?#]+)(?P<rest>[/?][^#]*)?\Z")
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 _HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=:\[\]-]*\Z")
 
 
@@ -171,7 +173,8 @@ class Reader:
         # which h11 will not write: Django's cookies start with one.
         encoded = [(name.encode("latin-1"), value.strip(" \t").encode("utf-8"))
                    for name, value in fields]
-        return self.parser.send(h11.Response(status_code=status, headers=encoded)) or b""
+        reason = _REASONS.get(status, "").encode("ascii")
+        return self.parser.send(h11.Response(status_code=status, headers=encoded, reason=reason)) or b""
 
     def _reusable(self) -> bool:
         assert self.parser is not None
@@ -214,6 +217,8 @@ def _origin_form(request: wire.Request) -> None:
     """Origin-form as is; absolute-form (RFC 9112 section 3.2.2) becomes origin-form, its
     authority the Host; asterisk- and authority-form are not for a Function URL."""
     target = request.target
+    if "#" in target:  # a fragment never goes on the wire (RFC 9112 section 3.2)
+        raise Refused(400, f"the request target {target[:100]!r} carries a fragment")
     if target.startswith("/"):
         return
     absolute = _ABSOLUTE.match(target)
