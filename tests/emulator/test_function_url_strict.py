@@ -337,3 +337,25 @@ def handler(event, context):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_head_answers_carry_no_body_and_100_continue_is_honoured(url):
+    emu, host, port = url()
+    reply = exchange(host, port, b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n"
+                     b"GET /g HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    head_answer, _, rest = reply.partition(b"\r\n\r\n")
+    assert status_lines(head_answer) == [200] and rest.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"rawPath": "/g"' in rest and b"/h" not in rest  # the HEAD's body was not sent
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(b"POST /c HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+                     b"Connection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(b"{}")
+        reply = b""
+        while not reply.endswith(b"}"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+    assert status_lines(reply) == [200] and b'"bodyLength": 2' in reply
+    assert served(emu) == 3
