@@ -39,8 +39,9 @@ class BadRequest(Exception):
 # RFC 9112 request line: method SP request-target SP HTTP-version, nothing looser; the
 # target is origin-form (the emulator's APIs are paths).
 _REQUEST_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (/[\x21-\x7e]*) (HTTP/1\.[01])\r?\n\Z")
-# field-name ":" OWS field-value OWS, the name a token (no space before the colon)
-_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r?\n\Z")
+# field-name ":" OWS field-value OWS: the name a token (no space before the colon), the
+# value free of controls but HTAB
+_FIELD_LINE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n\Z").match
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n\Z")
 
 
@@ -98,16 +99,22 @@ def read_request_head(rfile: BinaryIO) -> Request | None:
     if parsed is None:
         raise BadRequest(f"malformed request line {line[:100]!r} (RFC 9112 section 3)")
     request = Request(parsed[1], parsed[2], parsed[3])
-    request.headers = _read_headers(rfile, request.header_list)
-    _check_framing(request.header_list)
+    request.headers = headers = _read_headers(rfile, request.header_list)
+    if "content-length" in headers or "transfer-encoding" in headers:
+        _check_framing(request.header_list)
     return request
 
 
 def _check_framing(fields: list[tuple[str, str]]) -> None:
     """What RFC 9112 section 6 says a server must refuse: both framings (request smuggling),
     a Content-Length that is not one number, a transfer coding other than chunked."""
-    lengths = {value for name, value in fields if name.lower() == "content-length"}
-    codings = [value for name, value in fields if name.lower() == "transfer-encoding"]
+    lengths = set()
+    codings = []
+    for name, value in fields:
+        if len(name) == 14 and name.lower() == "content-length":  # len() first: lower() is dearer
+            lengths.add(value)
+        elif len(name) == 17 and name.lower() == "transfer-encoding":
+            codings.append(value)
     if lengths and codings:
         raise BadRequest("both Content-Length and Transfer-Encoding (RFC 9112 section 6.1)")
     if len(lengths) > 1 or any(not length.isdigit() or not length.isascii() for length in lengths):
@@ -131,10 +138,11 @@ def _read_headers(rfile: BinaryIO, header_list: list[tuple[str, str]] | None = N
             return headers
         if line[:1] in (b" ", b"\t"):
             raise BadRequest("a header line folded onto the next (obs-fold, RFC 9112 section 5.2)")
-        field = _FIELD.match(line.decode("latin-1"))
-        if field is None:
+        text = line.decode("latin-1")
+        if not _FIELD_LINE(text):
             raise BadRequest(f"malformed header line {line[:100]!r} (RFC 9112 section 5)")
-        name, value = field[1], field[2]
+        name, _, value = text.partition(":")
+        value = value.strip(" \t\r\n")
         headers[name.lower()] = value
         if header_list is not None:
             header_list.append((name, value))
