@@ -16,10 +16,15 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support import REPO, start_runtime
 
 pytestmark = pytest.mark.timeout(120)
+# What HTTP forbids in a header name (not a token) and value (controls but HTAB).
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 HANDLER = """
 import json
@@ -359,3 +364,46 @@ def test_head_answers_carry_no_body_and_100_continue_is_honoured(url):
             reply += data
     assert status_lines(reply) == [200] and b'"bodyLength": 2' in reply
     assert served(emu) == 3
+
+
+def test_a_request_that_never_completes_is_a_408(monkeypatch):
+    """In process, on a gevent socket pair, with the deadline shortened."""
+    from gevent import socket as gsocket
+
+    from lmi_gevent.emulator import function_url_http
+    from lmi_gevent.emulator.connection import Connection
+
+    monkeypatch.setattr(function_url_http, "REQUEST_SECONDS", 0.2)
+    server, client = gsocket.socketpair()
+    try:
+        client.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n")  # the blank line never comes
+        reader = function_url_http.Reader(Connection(server))
+        with pytest.raises(function_url_http.Refused) as refused:
+            reader.next_request()
+        assert refused.value.status == 408
+        reader.refuse(refused.value)
+        assert client.recv(100).startswith(b"HTTP/1.1 408 ")
+    finally:
+        server.close()
+        client.close()
+
+
+answer_names = st.one_of(st.text(max_size=10), st.sampled_from(["Location", "Set-Cookie", "X-A"]))
+answer_values = st.one_of(st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=16),
+                          st.integers(), st.none())
+
+
+@settings(max_examples=300, deadline=None)
+@given(headers=st.dictionaries(answer_names, answer_values, max_size=4),
+       cookies=st.lists(st.text(alphabet=st.characters(max_codepoint=0x2FF), max_size=16), max_size=3))
+def test_no_function_url_answer_ever_carries_a_forbidden_byte(headers, cookies):
+    from lmi_gevent.emulator import function_url
+
+    document = json.dumps({"statusCode": 200, "headers": headers, "cookies": cookies, "body": "x"})
+    try:
+        _, fields, _ = function_url.buffered_response("application/json", document.encode(), False)
+    except function_url.BadAnswer as refused:
+        assert "header" in str(refused)  # names what it refused
+        return
+    for name, value in fields:
+        assert TOKEN.match(name) and not FORBIDDEN.search(value), (name, value)
