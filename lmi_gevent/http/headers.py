@@ -32,13 +32,24 @@ def check_fields(fields: Iterable[tuple[Any, Any]]) -> None:
         check_field(name, value)
 
 
+# Names already found to be tokens: apps send the same few, so most checks end here.
+# Bounded, since a hostile app could send endless names.
+_TOKENS_SEEN: set[str] = set()
+_TOKENS_SEEN_MAX = 1024
+
+
 def check_field(name: Any, value: Any) -> None:
-    if type(name) is not str or not _TOKEN(name):
-        raise ForbiddenHeader(f"the answer's header name {_shown(name)} is not an HTTP token "
-                              "(RFC 9110 section 5.6.2)")
+    if type(name) is not str or name not in _TOKENS_SEEN:
+        if type(name) is not str or not _TOKEN(name):
+            raise ForbiddenHeader(f"the answer's header name {_shown(name)} is not an HTTP "
+                                  "token (RFC 9110 section 5.6.2)")
+        if len(_TOKENS_SEEN) < _TOKENS_SEEN_MAX:
+            _TOKENS_SEEN.add(name)
     if type(value) is not str:
         raise ForbiddenHeader(f"the answer's header {name} has a {type(value).__name__} value; "
                               "header values must be str")
+    if value.isprintable():  # no control character at all: the common case, checked in C
+        return
     bad = _FORBIDDEN_IN_VALUE(value)
     if bad:
         raise ForbiddenHeader(f"the answer's header {name} carries the control character "
