@@ -144,9 +144,10 @@ class Reader:
              method: str) -> bool:
         """A complete answer; True when the connection may serve another request."""
         assert self.parser is not None
-        fields = [*headers, ("Content-Length", str(len(body)))]
+        bodiless = status in (204, 304)  # RFC 9110 section 15.3.5, 15.4.5: never a body
+        fields = [*headers] if bodiless else [*headers, ("Content-Length", str(len(body)))]
         data = self._render(status, fields)
-        if method != "HEAD" and status not in (204, 304) and body:
+        if method != "HEAD" and not bodiless and body:
             data += self.parser.send(h11.Data(data=body)) or b""
         data += self.parser.send(h11.EndOfMessage()) or b""
         self.conn.sock.sendall(data)

@@ -44,6 +44,8 @@ def hostile(event, context):
         return {"statusCode": 200, "cookies": ["a=1\\r\\nSet-Cookie: evil=1"], "body": "x"}
     if path == "/name":
         return {"statusCode": 200, "headers": {"Bad Name": "1"}, "body": "x"}
+    if path == "/empty":
+        return {"statusCode": 204, "body": "ignored"}
     target = event.get("queryStringParameters", {}).get("to", "/")
     return {"statusCode": 302, "headers": {"Location": target}, "body": ""}
 
@@ -407,3 +409,12 @@ def test_no_function_url_answer_ever_carries_a_forbidden_byte(headers, cookies):
         return
     for name, value in fields:
         assert TOKEN.match(name) and not FORBIDDEN.search(value), (name, value)
+
+
+def test_a_204_goes_out_without_a_body_and_the_connection_stays_in_step(url):
+    emu, host, port = url("app.hostile")
+    reply = exchange(host, port, b"GET /empty HTTP/1.1\r\nHost: a\r\n\r\n"
+                     b"GET /redirect?to=/next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert status_lines(reply) == [204, 302]
+    first = reply.split(b"HTTP/1.1 302", 1)[0]
+    assert b"ignored" not in reply and b"Content-Length" not in first
