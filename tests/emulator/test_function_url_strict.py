@@ -246,12 +246,15 @@ def test_percent_encoding_utf8_and_many_cookies_reach_the_event_as_sent(url):
     emu, host, port = url()
     cookies = "; ".join(f"c{k}=v{k}" for k in range(500))
     raw = (f"GET /caf%C3%A9/%2F%zz?q=%20x&r=caf%C3%A9 HTTP/1.1\r\nHost: a\r\nX-Name: café\r\n"
-           f"Cookie: {cookies}\r\nConnection: close\r\n\r\n").encode()
+           f"X-Twice: 1\r\nx-twice: 2\r\nX-Latin: \udcff\r\n"
+           f"Cookie: {cookies}\r\nConnection: close\r\n\r\n").encode("utf-8", "surrogateescape")
     reply = exchange(host, port, raw)
     assert status_lines(reply) == [200]
     seen = json.loads(reply.split(b"\r\n\r\n", 1)[1])
     assert seen["rawPath"] == "/caf%C3%A9/%2F%zz" and seen["rawQueryString"] == "q=%20x&r=caf%C3%A9"
-    assert seen["headers"]["x-name"] == "café"
+    assert seen["headers"]["x-name"] == "café"  # UTF-8 read as UTF-8
+    assert seen["headers"]["x-latin"] == "\u00ff"  # a byte that is not UTF-8, as Latin-1
+    assert seen["headers"]["x-twice"] == "1,2"  # repeats comma-joined, as Function URLs do
     assert len(seen["cookies"]) == 500 and seen["cookies"][-1] == "c499=v499"
 
 
