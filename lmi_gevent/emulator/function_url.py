@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from ..streaming import HTTP_INTEGRATION_CONTENT_TYPE, PRELUDE_SEPARATOR
 from .wire import Request
 
 URL_ID = "localfunctionurl"
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Framing is the emulator's own business: these never pass from the function to the client.
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 _FUNCTION_ERROR_BODY = b'{"Message":"Internal Server Error"}'
@@ -127,14 +130,30 @@ def _status_and_headers(document: dict[str, Any]) -> tuple[int, Fields]:
         status = int(document.get("statusCode", 200))
     except (TypeError, ValueError):
         raise BadAnswer(f"statusCode is not a number: {document.get('statusCode')!r}") from None
-    if not 100 <= status <= 599:
-        raise BadAnswer(f"statusCode {status} is not an HTTP status")
+    if not 200 <= status <= 599:
+        raise BadAnswer(f"statusCode {status} is not the status of a final HTTP response")
+    headers = document.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise BadAnswer("headers is not an object")
     fields: Fields = []
-    for name, value in (document.get("headers") or {}).items():
+    for name, value in headers.items():
         if str(name).lower() not in _HOP_BY_HOP:
-            fields.append((str(name), str(value)))
-    fields.extend(("Set-Cookie", str(cookie)) for cookie in document.get("cookies") or ())
+            fields.append(_field(str(name), value))
+    fields.extend(_field("Set-Cookie", cookie) for cookie in document.get("cookies") or ())
     return status, fields
+
+
+def _field(name: str, value: Any) -> tuple[str, str]:
+    """One answer header, refused when HTTP forbids it: the emulator's own copy of the rule
+    (docs/http.md, "What the adapter refuses"), so a plain handler's answer is checked too."""
+    text = value if isinstance(value, str) else str(value)
+    if not _TOKEN.match(name):
+        raise BadAnswer(f"header name {name[:80]!r} is not an HTTP token")
+    bad = _FORBIDDEN_IN_VALUE.search(text)
+    if bad:
+        raise BadAnswer(f"header {name} carries the control character {bad.group()!r}, which "
+                        "HTTP forbids in a value")
+    return name, text
 
 
 def split_stream(content_type: str, chunks: Iterator[bytes]) -> tuple[int, Fields, Iterator[bytes]]:

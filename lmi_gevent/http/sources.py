@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote
 
+from .headers import check_fields, check_reason
+
 Headers = list[tuple[str, str]]
 ACCEPTED_SHAPES = ("API Gateway REST (v1, with or without multiValueHeaders), HTTP API (v2), "
                    "Function URL, ALB (with or without multi-value headers), "
@@ -71,6 +73,9 @@ class EventSource:
         raise NotImplementedError
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        """The answer in this source's shape. Raises ``ForbiddenHeader`` (a ValueError) when a
+        header or the reason carries what HTTP forbids (docs/http.md, "What the adapter
+        refuses"): every writer checks before shaping, so no adapter can split a response."""
         raise NotImplementedError
 
     # --- shared pieces ------------------------------------------------------------------
@@ -236,6 +241,7 @@ class ApiGatewayV1(EventSource):
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        check_fields(answer.headers)
         # REST APIs take multiValueHeaders in any answer, whatever the request carried.
         return {"statusCode": answer.status, "multiValueHeaders": _grouped(answer.headers),
                 **_body_fields(answer)}
@@ -289,6 +295,7 @@ class HttpApiV2(EventSource):
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        check_fields(answer.headers)
         headers, cookies = _joined(answer.headers)
         shaped: dict[str, Any] = {"statusCode": answer.status, "headers": headers}
         if cookies:
@@ -330,6 +337,8 @@ class Alb(EventSource):
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        check_fields(answer.headers)
+        check_reason(answer.reason)
         shaped: dict[str, Any] = {"statusCode": answer.status,
                                   "statusDescription": f"{answer.status} {answer.reason}".strip()}
         if self.multi_value:
@@ -360,6 +369,8 @@ class LatticeV1(EventSource):
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        check_fields(answer.headers)
+        check_reason(answer.reason)
         return {"statusCode": answer.status, "statusDescription": f"{answer.status} {answer.reason}",
                 "headers": _single_valued(answer.headers), **_body_fields(answer)}
 

@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 from ..config import ConfigError, parse_base_path, read_setting
 from ..streaming import StreamingResponse, http_stream
 from ..workers import assignment as worker
+from .headers import ForbiddenHeader, check_fields
 from .sources import (
     EventSource,
     Headers,
@@ -96,7 +97,10 @@ def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
         # ValueError is left alone here: it is the answer's (e.g. too many cookies for the
         # source), not the event's.
         with _malformed(source, "answering", (TypeError, AttributeError, KeyError, IndexError)):
-            return source.answer(answer)
+            try:
+                return source.answer(answer)
+            except ForbiddenHeader as refused:  # as a WSGI server does: a 500, never the header
+                return source.answer(_refused_answer(environ, refused))
 
     handler.wsgi_app = app  # type: ignore[attr-defined]
     return handler
@@ -286,6 +290,9 @@ class _Responder:
         if self.status is None:
             raise AssertionError("the WSGI app returned without calling start_response")
         code, _, reason = self.status.partition(" ")
+        if not (len(code) == 3 and code.isdigit() and code[0] != "0"):
+            # A WSGI status starts with three digits (PEP 3333); int() would take " 2_00".
+            raise AssertionError(f"the WSGI status {self.status!r} does not start with a 3-digit code")
         return int(code), reason.strip()
 
 
@@ -337,6 +344,17 @@ def _as_text(headers: Headers, body: bytes, binary: BinaryRule) -> str | None:
 def _error_answer(environ: dict[str, Any]) -> HttpAnswer:
     log.exception("The WSGI app failed on %s %s; answering 500.", environ["REQUEST_METHOD"],
                   environ["PATH_INFO"])
+    return _internal_error()
+
+
+def _refused_answer(environ: dict[str, Any], refused: ForbiddenHeader) -> HttpAnswer:
+    """The 500 that replaces an answer whose header HTTP forbids; the log names the header."""
+    log.error("The WSGI app's answer to %s %s was refused: %s; answering 500.",
+              environ["REQUEST_METHOD"], environ["PATH_INFO"], refused)
+    return _internal_error()
+
+
+def _internal_error() -> HttpAnswer:
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(ERROR_BODY)))]
     return HttpAnswer(500, "Internal Server Error", headers, ERROR_BODY, ERROR_BODY.decode())
 
@@ -355,6 +373,10 @@ def _stream(app: WsgiApp, environ: dict[str, Any]) -> StreamingResponse:
     try:
         first = _first_bytes(iterator, responder)
         status, _ = responder.status_code()
+        check_fields(responder.headers)
+    except ForbiddenHeader as refused:  # the prelude is refused: none of the app's bytes go out
+        _close(result)
+        return _prelude_answer(_refused_answer(environ, refused))
     except Exception:  # noqa: BLE001 - nothing was sent yet: a clean 500
         _close(result)
         return _prelude_answer(_error_answer(environ))
