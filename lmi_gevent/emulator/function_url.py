@@ -21,11 +21,19 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..http.wsgi import default_binary_rule
-from ..streaming import HTTP_INTEGRATION_CONTENT_TYPE, PRELUDE_SEPARATOR
 from .wire import Request
 
 URL_ID = "localfunctionurl"
+# The platform's rules, stated here again on purpose: the emulator checks the runtime, so it
+# never borrows the runtime's own constants (docs/design.md, "The packages").
+# A streamed HTTP answer: this content type, a JSON prelude, 8 NUL bytes, then the body.
+HTTP_INTEGRATION_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
+PRELUDE_SEPARATOR = bytes(8)
+# Request bodies a Function URL passes as text; any other type, or any compression, is base64.
+TEXTUAL_MEDIA_TYPES = frozenset({
+    "application/json", "application/javascript", "application/ecmascript", "application/xml",
+    "application/x-www-form-urlencoded", "application/graphql", "application/x-ndjson",
+})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Framing is the emulator's own business: these never pass from the function to the client.
@@ -39,6 +47,15 @@ Fields = list[tuple[str, str]]
 
 class BadAnswer(ValueError):
     """The function's answer cannot be turned into an HTTP response."""
+
+
+def is_textual(content_type: str, content_encoding: str) -> bool:
+    """Whether the Function URL hands this request body to the function as text."""
+    if content_encoding and content_encoding.strip().lower() != "identity":
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return (not media or media.startswith("text/") or media in TEXTUAL_MEDIA_TYPES
+            or media.endswith(("+json", "+xml")))
 
 
 def build_event(request: Request, client_ip: str, port: int) -> dict[str, Any]:
@@ -90,7 +107,7 @@ def build_event(request: Request, client_ip: str, port: int) -> dict[str, Any]:
 
 
 def _add_body(event: dict[str, Any], body: bytes, headers: dict[str, str]) -> None:
-    textual = not default_binary_rule(headers.get("content-type", ""), headers.get("content-encoding", ""))
+    textual = is_textual(headers.get("content-type", ""), headers.get("content-encoding", ""))
     if textual:
         try:
             event["body"] = body.decode("utf-8")
