@@ -75,7 +75,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
 
     Step 2 is over, so the serving layers may be imported now (they import ``logging`` and
     with it ``threading``, which must come after ``patch_all``)."""
-    from .invocation import logs
+    from .invocation import coroutines, logs
     from .invocation.loader import load_handler
     from .runtime_api import errors
     from .runtime_api.client import PlatformFailure, RuntimeApiClient
@@ -101,12 +101,15 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     slots = worker.slots if worker else config.max_concurrency  # this process's share
     if config.concurrent:
         from . import integrations
+        from .serving import event_loop
         integrations.install(config, slots)
+        event_loop.install()  # async handlers share one loop, in a greenlet of its own
     if config.sentry_integration:  # both modes: the integration misses awslambdaric in both
         from .integrations import sentry
         sentry.install()
     try:
         handler = load_handler(handler_name)
+        lifespan = coroutines.start_lifespan(handler)  # ASGI startup, before the first poll
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
         body, _ = errors.describe_exception(problem)
         if worker is None:
@@ -133,6 +136,8 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     except PlatformFailure as failure:
         log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
         return 1 if worker is None else PLATFORM_FAILURE_EXIT
+    finally:
+        coroutines.stop_lifespan(lifespan)  # after the drain: every answer is out
 
 
 def report_init_error(client: RuntimeApiClient, function_log: FunctionLog,
