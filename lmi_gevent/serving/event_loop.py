@@ -24,6 +24,7 @@ import gevent
 from gevent.event import AsyncResult
 
 from ..invocation import coroutines
+from . import task_steps
 
 log = logging.getLogger("lmi_gevent")
 
@@ -35,11 +36,10 @@ class GreenletLoop:
     """The worker's loop, running ``run_forever`` in a greenlet of its own."""
 
     def __init__(self) -> None:
-        import asyncio
-
-        self.loop = asyncio.new_event_loop()
+        self.loop = task_steps.step_loop_class()()
         self.greenlet = gevent.spawn(self.loop.run_forever)
         self.greenlet.name = "lmi-gevent event loop"
+        task_steps.install_switch_hook(self.loop, self.greenlet)
 
     def run(self, awaitable: Awaitable[Any], context: contextvars.Context | None = None) -> Any:
         if gevent.getcurrent() is self.greenlet:
