@@ -36,7 +36,7 @@ def step_loop_class() -> type:
     class StepLoop(asyncio.SelectorEventLoop):
         loop_greenlet: Any = None
 
-        def call_soon(self, callback: Callable[..., Any], *args: Any,
+        def call_soon(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
                       context: contextvars.Context | None = None) -> Any:
             # A task's step or wakeup (its __self__ is the task) runs the task's code.
             if isinstance(getattr(callback, "__self__", None), asyncio.Task):
@@ -84,7 +84,7 @@ def install_switch_hook(loop: Any, loop_greenlet: Any) -> None:
     """Park and restore the current task of steps that block, and hand the loop on."""
     import asyncio
 
-    tasks = asyncio.tasks
+    tasks: Any = asyncio.tasks  # _enter_task and _leave_task have no stubs worth trusting
     current_task, enter, leave = tasks.current_task, tasks._enter_task, tasks._leave_task
     set_running = asyncio.events._set_running_loop
     hub = gevent.get_hub()
