@@ -106,9 +106,9 @@ def build_scope(request: HttpRequest, event: Any, context: Any,
         "http_version": request.protocol.partition("/")[2] or "1.1",
         "method": request.method,
         "scheme": scheme,
-        "path": unquote(full_path),
+        "path": unquote(full_path) if "%" in full_path else full_path,
         "raw_path": full_path.encode("utf-8"),
-        "root_path": unquote(request.script_name),
+        "root_path": unquote(request.script_name) if "%" in request.script_name else request.script_name,
         "query_string": query.encode("latin-1") if query.isascii() else query.encode("utf-8"),
         "headers": headers,
         "client": (request.source_ip, 0) if request.source_ip else None,
@@ -144,16 +144,25 @@ class _Exchange:
         self.status: int | None = None
         self.headers: Headers = []
         self.parts: list[bytes] = []
-        self.finished = asyncio.Event()
-        self.started = asyncio.Event()
+        self.done = False
+        self._finished: asyncio.Event | None = None  # made when someone waits for the end
         self.chunks = chunks  # streaming: where each body part goes
 
     async def receive(self) -> Message:
         if not self.body_sent:
             self.body_sent = True
             return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.finished.wait()
+        if not self.done:
+            if self._finished is None:
+                self._finished = asyncio.Event()
+            await self._finished.wait()
         return {"type": "http.disconnect"}
+
+    def finish(self) -> None:
+        """The answer is over (or the caller went away): receive() says disconnect."""
+        self.done = True
+        if self._finished is not None:
+            self._finished.set()
 
     async def send(self, message: Message) -> None:
         kind = message.get("type")
@@ -163,12 +172,11 @@ class _Exchange:
             self.status = int(message["status"])
             self.headers = [(_text(name), _text(value))
                             for name, value in message.get("headers") or ()]
-            self.started.set()
         elif kind == "http.response.body":
             if self.status is None:
                 raise RuntimeError("the ASGI app sent http.response.body before "
                                    "http.response.start")
-            if self.finished.is_set():
+            if self.done:
                 return  # the answer ended (or the caller went away): nothing more goes out
             data = bytes(message.get("body") or b"")
             if self.chunks is None:
@@ -176,7 +184,7 @@ class _Exchange:
             elif data:
                 await self.chunks.put(data)
             if not message.get("more_body", False):
-                self.finished.set()
+                self.finish()
         else:
             raise RuntimeError(f"the ASGI app sent a message of type {kind!r}, which an HTTP "
                                "request does not take")
@@ -203,7 +211,7 @@ async def _buffered(app: AsgiApp, scope: dict[str, Any], body: bytes,
     except Exception:  # noqa: BLE001 - an app failure is a 500, as any ASGI server answers
         return _failed(scope)
     finally:
-        exchange.finished.set()
+        exchange.finish()
     data = exchange.parts[0] if len(exchange.parts) == 1 else b"".join(exchange.parts)
     return HttpAnswer(exchange.status, _reason(exchange.status), exchange.headers, data,
                       as_text(exchange.headers, data, binary))
@@ -251,7 +259,7 @@ async def _run_streamed(app: AsgiApp, scope: dict[str, Any], exchange: _Exchange
         await exchange.chunks.put(problem)
         return
     finally:
-        exchange.finished.set()
+        exchange.finish()
     await exchange.chunks.put(_END)
 
 
@@ -294,7 +302,7 @@ class _Chunks:
 
 
 async def _cancel(task: asyncio.Task[None], exchange: _Exchange) -> None:
-    exchange.finished.set()
+    exchange.finish()
     task.cancel()
     await asyncio.wait([task])
 

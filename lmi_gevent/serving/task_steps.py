@@ -57,13 +57,15 @@ def run_step(loop: Any, callback: Callable[..., Any], args: tuple[Any, ...],
     or blocked (then the switch hook wakes this greenlet and the step goes on by itself)."""
     step = greenlet.greenlet(_step_body, parent=greenlet.getcurrent())
     setattr(step, STEP, loop)
-    step.switch(loop, callback, args, context)
+    # The task's context is the greenlet's own (as Context.run would make it current), so
+    # whoever looks at the greenlet (the stall detector) finds the invocation's ids.
+    step.gr_context = context
+    step.switch(loop, callback, args)
 
 
-def _step_body(loop: Any, callback: Callable[..., Any], args: tuple[Any, ...],
-               context: contextvars.Context) -> None:
+def _step_body(loop: Any, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
-        context.run(callback, *args)
+        callback(*args)
     except BaseException as problem:  # noqa: BLE001 - a task re-raises SystemExit and the like
         if not isinstance(problem, greenlet.GreenletExit):
             # After a block this greenlet's parent is the hub, which must not get it.
