@@ -1,6 +1,7 @@
 """A plain ``async def`` handler: the runtime awaits it on the process's one event loop, in both
 modes (sequential, and concurrent with AWS_LAMBDA_MAX_CONCURRENCY > 1).
 
+Run it on the local emulator and invoke it:
     lmi-gevent local examples/async_handler.handler --concurrency 16
     curl -d '{"names": ["a", "b", "c"]}' http://127.0.0.1:8080/2015-03-31/functions/function/invocations
 
