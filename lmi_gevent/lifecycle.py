@@ -6,9 +6,11 @@
    slots); otherwise ``gevent.monkey.patch_all()`` before anything could import ssl,
    threading, urllib3 or the handler;
 3. set up the function's log (text or JSON; stdout, the telemetry fd or the LMI log socket);
-4. load the handler; on failure post ``/init/error`` once and exit non-zero;
+4. load the handler and run its lifespan startup (an ASGI app's); on failure post
+   ``/init/error`` once and exit non-zero;
 5. serve: the sequential loop, or N slot greenlets;
-6. on SIGTERM/SIGINT stop polling, drain the invocations in flight, exit 0.
+6. on SIGTERM/SIGINT stop polling, drain the invocations in flight, run the lifespan
+   shutdown, exit 0.
 
 Steps 1-2 import only this module, :mod:`lmi_gevent.config` and
 :mod:`lmi_gevent.workers.assignment`; every later step imports what it uses inside the
