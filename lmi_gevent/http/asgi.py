@@ -170,15 +170,21 @@ class _Exchange:
             if self.status is not None:
                 raise RuntimeError("the ASGI app sent http.response.start twice")
             self.status = int(message["status"])
-            self.headers = [(_text(name), _text(value))
-                            for name, value in message.get("headers") or ()]
+            try:  # the spec's bytes pairs, decoded in one pass
+                self.headers = [(name.decode("latin-1"), value.decode("latin-1"))
+                                for name, value in message.get("headers") or ()]
+            except AttributeError:  # an app that sent text
+                self.headers = [(_text(name), _text(value))
+                                for name, value in message.get("headers") or ()]
         elif kind == "http.response.body":
             if self.status is None:
                 raise RuntimeError("the ASGI app sent http.response.body before "
                                    "http.response.start")
             if self.done:
                 return  # the answer ended (or the caller went away): nothing more goes out
-            data = bytes(message.get("body") or b"")
+            data = message.get("body") or b""
+            if type(data) is not bytes:
+                data = bytes(data)
             if self.chunks is None:
                 self.parts.append(data)
             elif data:

@@ -160,6 +160,18 @@ handler = asgi_handler(app)
 streamed = asgi_handler(app, streaming=True)
 """
 
+CPU_ON_THE_LOOP = """
+import asyncio, time
+
+
+async def handler(event, context):
+    await asyncio.sleep(0.01)
+    end = time.perf_counter() + 0.2
+    while time.perf_counter() < end:  # an await-less stretch of CPU: every slot waits
+        pass
+    return {"done": True}
+"""
+
 BROKEN_STARTUP = """
 import contextlib
 from fastapi import FastAPI
@@ -178,7 +190,7 @@ handler = asgi_handler(FastAPI(lifespan=lifespan))
 
 @pytest.fixture
 def app(task_root) -> Path:  # type: ignore[no-untyped-def]
-    return task_root(plain=PLAIN, web=FASTAPI, broken=BROKEN_STARTUP)
+    return task_root(plain=PLAIN, web=FASTAPI, broken=BROKEN_STARTUP, cpu=CPU_ON_THE_LOOP)
 
 
 class WideServer(SlowServer):
@@ -333,3 +345,17 @@ def test_a_stream_reaches_the_caller_as_the_app_sends_it(emulator_factory, app, 
     assert first_at < next(at for at, chunk in arrivals if b"tick 0" in chunk)
     reply.close()
     assert os.path.exists(go)
+
+
+def test_check_names_the_async_invocation_and_line_that_held_the_loop(app) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lmi_gevent", "check", "cpu.handler", "--root",
+                           str(app), "--json"], capture_output=True, text=True, timeout=100, cwd=app)
+    report = json.loads(done.stdout)
+    stalls = [f for f in report["findings"] if f["kind"] == "stall"]
+    assert stalls, report
+    assert any("cpu.py:" in f["message"] for f in stalls), stalls
+    assert all("invocation None" not in f["message"] for f in stalls), stalls  # the request id
+    assert report["ok"] is False
