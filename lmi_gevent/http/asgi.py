@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import sys
 from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import unquote
 
-from ..config import parse_base_path, read_setting
+from ..config import ConfigError, parse_base_path, read_setting
 from ..invocation import coroutines
 from ..streaming import StreamingResponse, http_stream
 from .sources import (
@@ -69,8 +70,13 @@ def asgi_handler(app: AsgiApp, *, streaming: bool = False,
     else:
         base = parse_base_path("asgi_handler(base_path=...)", base_path)
     cycle = None if lifespan == "off" else AppLifespan(app, required=lifespan == "on")
+    widened: set[int] = set()  # the loops whose anyio thread limiter was sized for the slots
 
     async def handler(event: Any, context: Any) -> Any:
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id not in widened:
+            widened.add(loop_id)
+            _size_thread_limiter(_slots())
         source = detect(event)
         with malformed(source, "reading"):
             request = source.request()
@@ -87,6 +93,28 @@ def asgi_handler(app: AsgiApp, *, streaming: bool = False,
     handler.asgi_app = app  # type: ignore[attr-defined]
     handler.lifespan = cycle  # type: ignore[attr-defined]  # coroutines.start_lifespan runs it
     return handler
+
+
+def _slots() -> int:
+    try:
+        return int(read_setting("max_concurrency"))
+    except ConfigError:
+        return 1  # the runtime reports the setting at fault
+
+
+def _size_thread_limiter(slots: int) -> None:
+    """Starlette runs ``def`` endpoints through ``anyio.to_thread``, whose default limiter
+    lets 40 run at once per loop: with more slots than that, the rest would queue although
+    the threads are greenlets after patch_all. Raised to the slots, never lowered."""
+    to_thread = sys.modules.get("anyio.to_thread")
+    if to_thread is None or slots <= 1:
+        return
+    try:
+        limiter = to_thread.current_default_thread_limiter()
+        if limiter.total_tokens < slots:
+            limiter.total_tokens = slots
+    except Exception as problem:  # noqa: BLE001 - an anyio without it: def endpoints queue at 40
+        log.debug("Could not size anyio's thread limiter for %d slots: %s", slots, problem)
 
 
 # --- scope ---------------------------------------------------------------------------------

@@ -359,3 +359,13 @@ def test_check_names_the_async_invocation_and_line_that_held_the_loop(app) -> No
     assert any("cpu.py:" in f["message"] for f in stalls), stalls
     assert all("invocation None" not in f["message"] for f in stalls), stalls  # the request id
     assert report["ok"] is False
+
+
+def test_more_def_endpoints_at_once_than_anyios_default_40_threads(emulator_factory, app, slow_server) -> None:  # type: ignore[no-untyped-def]
+    # anyio lets 40 to_thread calls run at once per loop; asgi_handler sizes it for the slots.
+    n = 48
+    emulator = emulator_factory(concurrency=n, timeout=60)
+    runtime = start_runtime(emulator, app, "web.handler", concurrency=n)
+    results = emulator.invoke_many([get("/def", url=slow_server.url)] * n, parallel=n)
+    assert all(body(r)["status"] == 200 for r in results), runtime.output()
+    assert slow_server.max == n, f"at most {slow_server.max} of {n} at once"
