@@ -39,7 +39,16 @@ class GreenletLoop:
         self.loop = task_steps.step_loop_class()()
         self.greenlet = gevent.spawn(self.loop.run_forever)
         self.greenlet.name = "lmi-gevent event loop"
+        self.waiting: set[AsyncResult] = set()  # the slots' answers still to come
+        self.greenlet.link(self._ended)
         task_steps.install_switch_hook(self.loop, self.greenlet)
+
+    def _ended(self, loop_greenlet: Any) -> None:
+        """The loop stopped (closed, or run_forever failed): no waiting slot may hang."""
+        problem = RuntimeError("the process's event loop stopped before the invocation's task "
+                               f"ended ({loop_greenlet.exception or 'stopped'})")
+        for answer in list(self.waiting):
+            answer.set((False, problem))
 
     def run(self, awaitable: Awaitable[Any], context: contextvars.Context | None = None) -> Any:
         if gevent.getcurrent() is self.greenlet:
@@ -56,8 +65,11 @@ class GreenletLoop:
             task.add_done_callback(settle)
             tasks.append(task)
 
+        if self.greenlet.dead:
+            raise RuntimeError("the process's event loop has stopped")
         caller_context = contextvars.copy_context()
         self.loop.call_soon_threadsafe(start)
+        self.waiting.add(answer)
         try:
             outcome = answer.get()
         except BaseException:
@@ -65,6 +77,8 @@ class GreenletLoop:
                 # The slot was cut (deadline, drain): the task must not run on unanswered.
                 self.loop.call_soon_threadsafe(lambda: [task.cancel() for task in tasks])
             raise
+        finally:
+            self.waiting.discard(answer)
         return coroutines.settled(outcome)
 
     def close(self) -> None:

@@ -72,3 +72,24 @@ print(json.dumps({"raised": raised, "cancelled": cancelled, "sync": sync,
 """)
     assert result == {"raised": "'from the task'", "cancelled": [True], "sync": "own loop",
                       "closed": True}
+
+
+def test_a_slot_waiting_when_the_loop_stops_gets_an_error_not_a_hang() -> None:
+    result = run_python(PRELUDE + """
+async def forever():
+    await asyncio.Event().wait()
+
+slot = gevent.spawn(process.run, forever())
+gevent.sleep(0.1)
+process.loop.call_soon_threadsafe(process.loop.stop)  # as if run_forever had ended
+slot.join(timeout=5)
+try:
+    process.run(forever())
+    after = None
+except RuntimeError as problem:
+    after = str(problem)
+print(json.dumps({"ready": slot.ready(), "error": str(slot.exception), "after": after}))
+""")
+    assert result["ready"] is True
+    assert "event loop stopped before the invocation's task ended" in result["error"]
+    assert result["after"] == "the process's event loop has stopped"
