@@ -84,6 +84,21 @@ def blocking_mixed(event, context):
     return holds_the_loop(event, context)
 
 
+cancelled = []
+
+
+async def stuck(event, context):
+    try:
+        if event.get("block"):
+            time.sleep(event["seconds"])  # a blocked step: cancelled at its next await
+        await asyncio.sleep(event["seconds"])
+    except asyncio.CancelledError:
+        cancelled.append(context.aws_request_id)
+        logger.warning("cancelled %s", context.aws_request_id)
+        raise
+    return {"cancelled": list(cancelled)}
+
+
 class Callable:
     async def __call__(self, event, context):
         return {"object": context.aws_request_id}
@@ -369,3 +384,17 @@ def test_more_def_endpoints_at_once_than_anyios_default_40_threads(emulator_fact
     results = emulator.invoke_many([get("/def", url=slow_server.url)] * n, parallel=n)
     assert all(body(r)["status"] == 200 for r in results), runtime.output()
     assert slow_server.max == n, f"at most {slow_server.max} of {n} at once"
+
+
+def test_an_async_invocation_past_its_deadline_is_cut_its_task_cancelled_its_slot_reclaimed(emulator_factory, app) -> None:  # type: ignore[no-untyped-def]
+    n = 2
+    emulator = emulator_factory(concurrency=n, timeout=1)
+    runtime = start_runtime(emulator, app, "plain.stuck", concurrency=n,
+                            env={"LMI_GEVENT_DEADLINE_GRACE": "0.2"})
+    results = emulator.invoke_many([{"seconds": 60}, {"seconds": 3, "block": True}], parallel=n)
+    assert all(r.function_error == "Unhandled" for r in results)  # the platform's own timeout
+    emulator.wait_for(lambda s: s["open_polls"] == n, timeout=10)  # both slots reclaimed
+    runtime.wait_for_output(lambda text: text.count("cancelled ") >= 2, timeout=10)
+    assert emulator.stats()["late_answers"] == n, runtime.output()
+    answer = emulator.invoke({"seconds": 0}, timeout=10)
+    assert answer.function_error is None and len(answer.json()["cancelled"]) == 2
