@@ -331,8 +331,13 @@ class _Chunks:
         return item
 
     def close(self) -> None:
-        if not self.task.done():  # the platform stopped reading, or the slot was cut
+        if self.task.done():
+            return
+        try:  # the platform stopped reading, or the slot was cut: the app must stop too
             coroutines.process_loop().run(_cancel(self.task, self.exchange))
+        except Exception as problem:  # noqa: BLE001 - the stream is over either way
+            log.warning("Could not cancel the ASGI app's stream task: %s: %s",
+                        type(problem).__name__, problem)
 
 
 async def _cancel(task: asyncio.Task[None], exchange: _Exchange) -> None:
