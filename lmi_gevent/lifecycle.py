@@ -6,9 +6,11 @@
    slots); otherwise ``gevent.monkey.patch_all()`` before anything could import ssl,
    threading, urllib3 or the handler;
 3. set up the function's log (text or JSON; stdout, the telemetry fd or the LMI log socket);
-4. load the handler; on failure post ``/init/error`` once and exit non-zero;
+4. load the handler and run its lifespan startup (an ASGI app's); on failure post
+   ``/init/error`` once and exit non-zero;
 5. serve: the sequential loop, or N slot greenlets;
-6. on SIGTERM/SIGINT stop polling, drain the invocations in flight, exit 0.
+6. on SIGTERM/SIGINT stop polling, drain the invocations in flight, run the lifespan
+   shutdown, exit 0.
 
 Steps 1-2 import only this module, :mod:`lmi_gevent.config` and
 :mod:`lmi_gevent.workers.assignment`; every later step imports what it uses inside the
@@ -76,7 +78,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
 
     Step 2 is over, so the serving layers may be imported now (they import ``logging`` and
     with it ``threading``, which must come after ``patch_all``)."""
-    from .invocation import logs
+    from .invocation import coroutines, logs
     from .invocation.loader import load_handler
     from .runtime_api import errors
     from .runtime_api.client import PlatformFailure, RuntimeApiClient
@@ -110,7 +112,9 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     slots = worker.slots if worker else config.max_concurrency  # this process's share
     if config.concurrent:
         from . import integrations
+        from .serving import event_loop
         integrations.install(config, slots)
+        event_loop.install()  # async handlers share one loop, in a greenlet of its own
     if config.sentry_integration:  # both modes: the integration misses awslambdaric in both
         from .integrations import sentry
         sentry.install()
@@ -119,6 +123,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     try:
         with _exit_reported_during_init(handler_name, client, function_log, config, worker):
             handler = load_handler(handler_name)
+        lifespan = coroutines.start_lifespan(handler)  # ASGI startup, before the first poll
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
         body, _ = errors.describe_exception(problem)
         if worker is None:
@@ -145,6 +150,8 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     except PlatformFailure as failure:
         log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
         return 1 if worker is None else PLATFORM_FAILURE_EXIT
+    finally:
+        coroutines.stop_lifespan(lifespan)  # after the drain: every answer is out
 
 
 @contextlib.contextmanager
