@@ -25,14 +25,19 @@ class GlobalsWatch:
     concurrent mode the invocations running beside each other overwrite them. After each
     invocation the state is compared with its state after the one before: what is set once
     and then left alone (lazy initialisation, done by check's warm-up invocation) is not
-    reported, nor is a shared object changed in place (a cache).
+    reported, nor is a shared object changed in place (a cache). A global rebound to an
+    equal cached object (a small int, an interned string) looks unchanged: check varies the
+    events so that such values differ.
     """
 
     def __init__(self, module: Any) -> None:
         self.module = module
         self.previous: dict[tuple[str, str], Any] | None = None
         self.reported: set[tuple[str, str]] = set()
-        self.searched = False
+        self.searches = 0
+        self.writes = global_writes(module)
+        self.library_uses = LibraryUses()
+        self.library_uses.watch()
 
     def wrap(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def watched(event: Any, context: Any) -> Any:
@@ -41,19 +46,24 @@ class GlobalsWatch:
             finally:
                 self.after_invocation()
                 self.find_left_values(event, context)
+                self.library_uses.watch()
 
         return watched
 
     def find_left_values(self, event: Any, context: Any) -> None:
         """Report each module-level place that holds this invocation's own values.
 
-        One invocation is enough to leave its values behind, and the walk costs milliseconds
-        of CPU over a large object graph (a boto3 client's), which would skew check's timing
-        of the later invocations: only the first invocation (check's warm-up) is searched.
+        The first two invocations (check runs them one after the other, untimed) are
+        searched: what only the first left is set once (a client made with the first
+        event's region) and is not reported; what the second left is written by every
+        invocation. The walk costs milliseconds of CPU over a large object graph (a boto3
+        client's), which would skew check's timing of the later invocations.
         """
-        if self.searched:
+        if self.searches >= 2:
             return
-        self.searched = True
+        self.searches += 1
+        if self.searches == 1:
+            return
         import logging
 
         import gevent
@@ -88,7 +98,7 @@ class GlobalsWatch:
 
     def snapshot(self) -> dict[tuple[str, str], Any]:
         state: dict[tuple[str, str], Any] = {
-            ("global", name): id(value) for name, value in vars(self.module).items()
+            ("global", name): _Bound(value) for name, value in vars(self.module).items()
             if not name.startswith("__")}
         try:
             state[("cwd", "")] = os.getcwd()
@@ -116,10 +126,115 @@ class GlobalsWatch:
                 "cwd": "Invocations change the working directory (os.chdir)",
                 "env": f"Invocations set os.environ[{name!r}]",
             }[kind]
+            shared = {"kind": kind, "name": name, "module": self.module.__name__}
+            if kind == "global":
+                shared["site"] = ", ".join(self.writes.get(name, ()))
+                before, after = _short(previous.get(key)), _short(now.get(key))
+                shared["value"] = (f"{before} then {after}" if before != after else
+                                   f"a new {after} each time")
             logging.getLogger("lmi_gevent").warning(
                 "%s; in concurrent mode every invocation shares it.", message,
-                extra={"sharedState": {"kind": kind, "name": name,
-                                       "module": self.module.__name__}})
+                extra={"sharedState": shared})
+
+
+class _Bound:
+    """A global's binding: equal when it is the same object (what a rebinding changes)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Bound) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
+def _short(bound: Any) -> str:
+    text = repr(bound.value) if isinstance(bound, _Bound) else repr(bound)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def global_writes(module: ModuleType) -> dict[str, list[str]]:
+    """{global name: ["file:line", ...]} for every ``global x; x = ...`` in the module's code
+    (its functions, its classes' methods and what they nest), read from the bytecode."""
+    import dis
+    from types import CodeType
+
+    writes: dict[str, list[str]] = {}
+    todo: list[CodeType] = []
+    for value in vars(module).values():
+        candidates = vars(value).values() if isinstance(value, type) else (value,)
+        for candidate in candidates:
+            code = getattr(getattr(candidate, "__func__", candidate), "__code__", None)
+            if isinstance(code, CodeType) and code.co_filename == getattr(module, "__file__", ""):
+                todo.append(code)
+    seen: set[int] = set()
+    while todo:
+        code = todo.pop()
+        if id(code) in seen:
+            continue
+        seen.add(id(code))
+        todo += [const for const in code.co_consts if isinstance(const, CodeType)]
+        starts = {offset: line for offset, line in dis.findlinestarts(code) if line}
+        line = code.co_firstlineno
+        for instruction in dis.get_instructions(code):
+            line = starts.get(instruction.offset, line)
+            if instruction.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"):
+                site = f"{code.co_filename}:{line}"
+                sites = writes.setdefault(str(instruction.argval), [])
+                if site not in sites:
+                    sites.append(site)
+    return writes
+
+
+class LibraryUses:
+    """Libraries whose mere import is harmless but whose use blocks: logged on first use.
+
+    sqlite3 is imported (to be patched) by tracers that never open a database; a connection
+    is what runs queries to completion in C. ``sqlite3.connect`` is wrapped once sqlite3 is
+    loaded (checked again after every invocation, for a lazy import).
+    """
+
+    def __init__(self) -> None:
+        self.wrapped = False
+        self.reported = False
+
+    def watch(self) -> None:
+        module = sys.modules.get("sqlite3")
+        if self.wrapped or module is None:
+            return
+        self.wrapped = True
+        connect = module.connect
+
+        def watched_connect(*args: Any, **kwargs: Any) -> Any:
+            self.used("sqlite3", "_sqlite3")
+            return connect(*args, **kwargs)
+
+        module.connect = watched_connect  # type: ignore[attr-defined]
+
+    def used(self, library: str, module: str) -> None:
+        if self.reported:
+            return
+        self.reported = True
+        import logging
+
+        site = _caller_site()
+        logging.getLogger("lmi_gevent").warning(
+            "An invocation used %s (at %s): each of its calls runs to completion in C.",
+            library, site, extra={"libraryUse": {"library": library, "module": module,
+                                                 "site": site}})
+
+
+def _caller_site() -> str:
+    """file:line of the nearest caller outside lmi_gevent."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame = frame.f_back  # type: ignore[assignment]
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
 
 
 def watch_globals(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:

@@ -56,6 +56,7 @@ import greenlet
 
 from ..invocation.context import REQUEST_ID, TENANT_ID
 from ..workers import scoreboard
+from .shared_state import GLOBALS_ENV
 from .stacks import Frame, call_site, format_stack, frames_from, user_stack
 
 log = logging.getLogger("lmi_gevent")
@@ -151,6 +152,9 @@ class StallDetector:
         self._flush_scheduled = False
         self._previous_trace: Callable[[str, Any], Any] | None = None
         self._started = False
+        # Under `lmi-gevent check` every repeat is logged: check tells a one-time stall on
+        # first use from one that recurs in steady state.
+        self.report_repeats = bool(os.environ.get(GLOBALS_ENV))
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -338,6 +342,10 @@ class StallDetector:
         elif site.count >= site.next_summary:
             site.next_summary *= 10
             self._log_summary(stall, site)
+        elif self.report_repeats:
+            log.warning("The event loop was blocked again at %s: invocation %s, %.3fs.",
+                        site.where, stall.request_id or "-", stall.seconds,
+                        extra={"stall": self._fields(stall, site)})
 
     def _log_first(self, stall: Stall, site: CallSite) -> None:
         # Greenlets start with an empty context: one a handler spawned carries no request id.
