@@ -162,6 +162,7 @@ class StallDetector:
         monitor = _start_monitor_thread(self.hub, sample_period=self.threshold / 2)
         if self.wedge_after is not None:
             monitor.add_monitoring_function(self._watch_for_wedge, self.threshold / 2)
+        monitor.add_monitoring_function(self._sample_early, self.threshold / 2)
         gevent.events.subscribers.append(self._on_event_loop_blocked)
         current = greenlet.getcurrent()
         self._run = _Run(0, perf_counter(), current, _context_of(current))
@@ -204,6 +205,18 @@ class StallDetector:
             sample.tenant_id = run.context.get(TENANT_ID)
         if self._run.number == run.number:  # still the same block: all of it belongs to it
             self._sample = sample
+
+    def _sample_early(self, hub: Any) -> None:
+        # gevent's own check formats a full report (source lines of every thread) before it
+        # tells us; a block that starves this thread of the GIL is often over by then, and
+        # the stall was pinned on the next yield. A run already long is sampled here first.
+        try:
+            run = self._run
+            if (run.greenlet not in (self.hub, None)
+                    and perf_counter() - run.started >= self.threshold / 4):
+                self._take_sample(run.greenlet)
+        except Exception:  # noqa: BLE001, S110 - as in _on_event_loop_blocked
+            pass
 
     def holder(self) -> Holder | None:
         """Who holds the event loop now, for how long, and where; None while the hub runs.
