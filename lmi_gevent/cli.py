@@ -19,6 +19,7 @@ USAGE = """\
 usage: lmi-gevent HANDLER
        lmi-gevent local HANDLER [--port 8080] [--host H] [--concurrency N] [--workers K]
                               [--timeout S] [--queue Q] [--function-url] [--env K=V ...]
+                              [--root DIR]
        lmi-gevent check HANDLER [--event FILE ...] [--concurrency N] [--root DIR]
                               [--env K=V ...] [--threshold S] [--timeout S]
                               [--no-variants] [--format text|json]
