@@ -32,7 +32,7 @@ def probe_events(given: tuple[bytes, ...], vary: bool) -> Probe:
     if len(set(given)) > 1:
         return Probe(given, f"{len(given)} events given, taken in turn", (), 0)
     if not vary:
-        return Probe(given[:1], "the one event given, replayed as it is (--no-variants)", (), 0)
+        return Probe(given[:1], "the event, replayed as it is (--no-variants)", (), 0)
     event = json.loads(given[0])
     variants, varied = [], []
     for step in range(1, VARIANTS + 1):
@@ -40,12 +40,12 @@ def probe_events(given: tuple[bytes, ...], vary: bool) -> Probe:
         variants.append(vary_event(event, step, "", changed))
         varied = changed
     if not varied:
-        return Probe(given[:1], "the one event given, replayed as it is: it has no number "
+        return Probe(given[:1], "the event, replayed as it is: it has no number "
                      "to vary, so state derived from the event looks the same in every "
                      "invocation (pass several events with --event)", (), 0)
     encoded = tuple(json.dumps(variant).encode() for variant in variants)
     return Probe((given[0], *encoded),
-                 f"the event given and {VARIANTS} variants of it, taken in turn (numbers "
+                 f"the event and {VARIANTS} variants of it, taken in turn (numbers "
                  f"changed at {', '.join(varied)})", tuple(varied), VARIANTS)
 
 

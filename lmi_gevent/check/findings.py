@@ -84,9 +84,10 @@ def crash_finding(crash: dict[str, Any]) -> Finding:
         f"the runtime process died during the {crash['phase']} phase ({crash['how']}) "
         f"while running {who}: on Managed Instances every invocation in that process fails "
         "with it, not only the one that crashed",
-        "find what ended the process in the last lines below (a segfault in a C extension, "
-        "os._exit, sys.exit from a thread); raise an exception instead of exiting",
-        ("the runtime's last lines:", *crash["output_tail"]))
+        "find what ended the process in the runtime's last lines (a segfault in a C "
+        "extension, os._exit, sys.exit from a thread); raise an exception instead of exiting",
+        ("the runtime's last lines:", *(crash["output_tail"] or ["(none: it wrote nothing)"])),
+        site=crash.get("site", ""))
 
 
 def _stalls_by_site(stalls: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

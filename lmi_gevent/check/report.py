@@ -101,7 +101,8 @@ def _run_summary(run: dict[str, Any] | None, concurrency: int) -> list[str]:
         verdict = f"stopped: the runtime process died ({run['crash']['how']})"
     timing = (f"alone {alone:.3f}s, {concurrency} at once {together:.3f}s, effective "
               f"concurrency {run['effective_concurrency']:g} of {concurrency}"
-              if alone is not None and together is not None else "no timings (timed out)")
+              if alone is not None and together is not None else
+              "no timings (the run stopped before N ran at once)")
     return [f"run (1 warm-up, 1 second, 1 alone, {concurrency} at once, {concurrency} at once "
             f"again): {verdict}",
             *probe, f"  {timing}",

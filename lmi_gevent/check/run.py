@@ -5,6 +5,7 @@ a module imported, a model loaded) shows in the warm-up only; what recurs is ste
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -36,6 +37,8 @@ def run_handler(options: Options) -> dict[str, Any]:
                 # Stall reports are parsed from JSON records; WARN keeps them from being
                 # filtered out by a stricter level in the caller's environment.
                 "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN",
+                # A process killed by a signal (a segfault in C) writes its Python stack.
+                "PYTHONFAULTHANDLER": "1",
                 # One process: N at once must overlap by cooperation alone, not because
                 # worker processes ran on other cores (the report names K separately).
                 "LMI_GEVENT_WORKERS": "1"})
@@ -59,7 +62,7 @@ def run_handler(options: Options) -> dict[str, Any]:
     return {"started": True, **_timings(all_phases, options.concurrency),
             "probe": {"how": probe.how, "events": len(probe.events), "derived": probe.derived,
                       "varied": list(probe.varied)},
-            "crash": _crash(runtime, phases, output),
+            "crash": _crash(runtime, phases, output, options.root),
             "failed": [failure for phase in phases.values() for failure in phase["failed"]
                        if not is_timeout(failure)],
             "timed_out": timed_out(output, phases) if not _crashed(phases) else [],
@@ -92,9 +95,11 @@ def _crashed(phases: dict[str, dict[str, Any]]) -> bool:
     return any(phase.get("crashed") for phase in phases.values())
 
 
-def _crash(runtime: Any, phases: dict[str, dict[str, Any]], output: str
+def _crash(runtime: Any, phases: dict[str, dict[str, Any]], output: str, root: str
            ) -> dict[str, Any] | None:
-    """The runtime process died while invocations ran: which ones, how, its last lines."""
+    """The runtime process died while invocations ran: which ones, how, its last lines, and
+    the handler's line where it died when faulthandler wrote the crashing thread's stack."""
+    import re
     import signal
 
     for name, phase in phases.items():
@@ -103,7 +108,12 @@ def _crash(runtime: Any, phases: dict[str, dict[str, Any]], output: str
         code = runtime.returncode
         how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
                and -code in signal.valid_signals() else f"exited with status {code}")
+        _, _, crashing = output.rpartition("Current thread")
+        sites = [f"{path}:{line}" for path, line in
+                 re.findall(r'File "([^"]+)", line (\d+)', crashing)
+                 if path.startswith(root + os.sep)]
         return {"phase": name, "exit_code": code, "how": how,
+                "site": sites[0] if sites else "",
                 "request_ids": sorted(rid for rid in phase["dispatched"]
                                       if rid not in phase["answered"]),
                 "output_tail": output.splitlines()[-LOG_TAIL:]}

@@ -168,14 +168,14 @@ def test_a_c_level_block_in_every_invocation_is_a_steady_state_stall(run_check, 
     assert {"warm_up", "steady"} <= phases  # every repeat is seen, not only the first
 
 
-@pytest.mark.parametrize("name, how", [
-    ("danger_segfault", "killed by signal SIGSEGV"),
-    ("danger_os_exit", "exited with status 3"),
+@pytest.mark.parametrize("name, how, marked", [
+    ("danger_segfault", "killed by signal SIGSEGV", True),  # faulthandler names the line
+    ("danger_os_exit", "exited with status 3", False),
 ])
 def test_a_crash_is_reported_at_once_with_the_invocation_and_how(run_check, tmp_path, name,
-                                                                 how):
+                                                                 how, marked):
     # --timeout 120 and a 90 s test limit: waiting for the timeout would fail this test.
-    code, report, _ = _check(run_check, tmp_path, name, {}, "--timeout", 120)
+    code, report, root = _check(run_check, tmp_path, name, {}, "--timeout", 120)
 
     assert code == 1
     [finding] = [f for f in report["findings"] if f["severity"] == "blocker"]
@@ -185,6 +185,7 @@ def test_a_crash_is_reported_at_once_with_the_invocation_and_how(run_check, tmp_
     assert crash["request_ids"] == report["run"]["request_ids"]["warm_up"]
     assert crash["request_ids"][0] in finding["message"]
     assert finding["evidence"][0] == "the runtime's last lines:"
+    assert finding["site"] == (_site(root, name) if marked else "")
 
 
 def test_events_from_a_json_lines_file_are_taken_in_turn(run_check, tmp_path):

@@ -6,5 +6,5 @@ import time
 
 def handler(event, context):
     time.sleep(0.05)
-    ctypes.string_at(0)  # reads address 0: SIGSEGV
+    ctypes.string_at(0)  # SITE: reads address 0, SIGSEGV
     return {"unreachable": True}
