@@ -93,14 +93,43 @@ def test_read_only_globals_pass(run_check, tmp_path):
     assert report["run"]["failed"] == []
 
 
-def test_a_tracer_that_imports_sqlite3_to_patch_it_is_no_finding(run_check, tmp_path):
+@pytest.mark.parametrize("name", ["ready_tracer_patch_only", "ready_powertools_tracer"])
+def test_a_tracer_that_imports_sqlite3_to_patch_it_is_no_finding(run_check, tmp_path, name):
     pytest.importorskip("aws_xray_sdk")
-    code, report, _ = _check(run_check, tmp_path, "ready_tracer_patch_only", {})
+    if name == "ready_powertools_tracer":
+        pytest.importorskip("aws_lambda_powertools")
+    code, report, _ = _check(run_check, tmp_path, name, {})
 
     assert code == 0, report["findings"]
     assert report["findings"] == []
     assert "_sqlite3" in [risk["module"] for risk in report["import"]["non_cooperative"]]
     assert report["import"]["unused_risks"] == ["_sqlite3"]
+
+
+SQLITE_APP = """
+import sqlite3
+import time
+
+
+def handler(event, context):
+    with sqlite3.connect(":memory:") as db:  # SITE
+        db.execute("select 1")
+    time.sleep(0.2)
+    return {"ok": True}
+"""
+
+
+def test_sqlite3_used_by_an_invocation_is_a_warning_at_its_call(run_check, task_root,
+                                                                tmp_path):
+    root = task_root(app=SQLITE_APP)
+
+    result = run_check("app.handler", "--root", root, "--format", "json")
+
+    report = result.report()
+    assert result.code == 0 and report["import"]["unused_risks"] == []
+    [finding] = report["findings"]
+    assert (finding["severity"], finding["class"]) == ("warning", "non-cooperative")
+    assert finding["site"] == f"{root / 'app.py'}:7" and "sqlite3" in finding["message"]
 
 
 # --- dangerous handlers: must fail --------------------------------------------------------
