@@ -168,6 +168,8 @@ class StallDetector:
         self._run = _Run(0, perf_counter(), current, _context_of(current))
         self._previous_trace = greenlet.settrace(self._on_switch)
         self._started = True
+        if self.report_repeats:
+            self._start_sampler_thread()
         # A child forked without exec has no monitor thread and is not the runtime.
         os.register_at_fork(after_in_child=self.stop)
 
@@ -217,6 +219,21 @@ class StallDetector:
                 self._take_sample(run.greenlet)
         except Exception:  # noqa: BLE001, S110 - as in _on_event_loop_blocked
             pass
+
+    def _start_sampler_thread(self) -> None:
+        # Under check: a native thread of its own samples long runs, so that a loaded
+        # machine's monitor thread, busy formatting gevent's report, cannot miss them.
+        from gevent.monkey import get_original
+
+        start_new_thread = get_original("_thread", "start_new_thread")
+        sleep = get_original("time", "sleep")
+
+        def sample_while_started() -> None:
+            while self._started:
+                sleep(self.threshold / 4)
+                self._sample_early(self.hub)
+
+        start_new_thread(sample_while_started, ())
 
     def holder(self) -> Holder | None:
         """Who holds the event loop now, for how long, and where; None while the hub runs.
