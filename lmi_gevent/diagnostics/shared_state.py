@@ -36,6 +36,7 @@ class GlobalsWatch:
         self.reported: set[tuple[str, str]] = set()
         self.searches = 0
         self.writes = global_writes(module)
+        self.write_sites = trace_process_writes()
         self.library_uses = LibraryUses()
         self.library_uses.watch()
 
@@ -129,6 +130,8 @@ class GlobalsWatch:
             shared = {"kind": kind, "name": name, "module": self.module.__name__}
             if kind == "global":
                 shared["site"] = ", ".join(self.writes.get(name, ()))
+            elif key in self.write_sites:
+                shared["site"] = self.write_sites[key]
                 before, after = _short(previous.get(key)), _short(now.get(key))
                 shared["value"] = (f"{before} then {after}" if before != after else
                                    f"a new {after} each time")
@@ -228,11 +231,35 @@ class LibraryUses:
                                                  "site": site}})
 
 
+def trace_process_writes() -> dict[tuple[str, str], str]:
+    """{("env", KEY) or ("cwd", ""): "file:line"}, filled as the process environment and the
+    working directory are written (os.putenv, which os.environ calls, and os.chdir), with
+    the latest writer's site: the snapshot says *that* they changed, this says *where*."""
+    sites: dict[tuple[str, str], str] = {}
+    putenv, unsetenv, chdir = os.putenv, os.unsetenv, os.chdir
+
+    def traced_putenv(key: Any, value: Any) -> None:
+        sites[("env", os.fsdecode(key))] = _caller_site()
+        putenv(key, value)
+
+    def traced_unsetenv(key: Any) -> None:
+        sites[("env", os.fsdecode(key))] = _caller_site()
+        unsetenv(key)
+
+    def traced_chdir(path: Any) -> None:
+        sites[("cwd", "")] = _caller_site()
+        chdir(path)
+
+    os.putenv, os.unsetenv, os.chdir = traced_putenv, traced_unsetenv, traced_chdir
+    return sites
+
+
 def _caller_site() -> str:
-    """file:line of the nearest caller outside lmi_gevent."""
+    """file:line of the nearest caller outside lmi_gevent and the os module."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     frame = sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+    while frame is not None and (frame.f_globals.get("__name__") == "os"  # may be frozen
+                                 or os.path.abspath(frame.f_code.co_filename).startswith(here)):
         frame = frame.f_back  # type: ignore[assignment]
     return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
 

@@ -152,11 +152,12 @@ def test_globals_rebound_to_a_small_int_and_a_string_are_blockers(run_check, tmp
 
 
 def test_os_environ_written_from_the_event_is_a_blocker(run_check, tmp_path):
-    code, report, _ = _check(run_check, tmp_path, "danger_environ", {"tenant": "t1"})
+    code, report, root = _check(run_check, tmp_path, "danger_environ", {"tenant": "t1"})
 
     assert code == 1
     assert _classes(report, "blocker") == ["shared-env"]
     assert "`TENANT_ID`" in report["findings"][0]["message"]
+    assert report["findings"][0]["site"] == _site(root, "danger_environ")
 
 
 def test_os_environ_written_from_the_event_is_missed_without_variants(run_check, tmp_path):
@@ -169,10 +170,11 @@ def test_os_environ_written_from_the_event_is_missed_without_variants(run_check,
 
 
 def test_os_chdir_per_invocation_is_a_blocker(run_check, tmp_path):
-    code, report, _ = _check(run_check, tmp_path, "danger_chdir", {"job": 7})
+    code, report, root = _check(run_check, tmp_path, "danger_chdir", {"job": 7})
 
     assert code == 1
     assert _classes(report, "blocker") == ["shared-cwd"]
+    assert report["findings"][0]["site"] == _site(root, "danger_chdir")
 
 
 def test_a_module_level_list_accumulating_event_data_is_a_blocker(run_check, tmp_path):

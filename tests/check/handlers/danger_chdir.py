@@ -10,6 +10,6 @@ BASE = tempfile.mkdtemp(prefix="corpus-chdir-")
 def handler(event, context):
     workdir = os.path.join(BASE, str(event["job"]))
     os.makedirs(workdir, exist_ok=True)
-    os.chdir(workdir)
+    os.chdir(workdir)  # SITE
     time.sleep(0.2)
     return {"cwd": os.getcwd()}

@@ -5,6 +5,6 @@ import time
 
 
 def handler(event, context):
-    os.environ["TENANT_ID"] = event["tenant"]
+    os.environ["TENANT_ID"] = event["tenant"]  # SITE
     time.sleep(0.2)
     return {"tenant": os.environ["TENANT_ID"]}
