@@ -23,7 +23,7 @@ CLASSES = {
     "init-error": "blocker", "crash": "blocker", "failed-invocation": "blocker",
     "timeout": "blocker", "stall": "blocker", "no-overlap": "blocker",
     "shared-global": "blocker", "shared-env": "blocker", "shared-cwd": "blocker",
-    "shared-value": "blocker",
+    "shared-value": "blocker", "shared-container": "blocker",
     "warm-up": "warning", "variant-failed": "warning", "early-import": "warning",
     "non-cooperative": "warning", "small-pool": "warning",
 }

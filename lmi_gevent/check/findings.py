@@ -153,6 +153,15 @@ def _small_pool_finding(pool: dict[str, Any]) -> Finding:
 def _shared_state_finding(shared: dict[str, str]) -> Finding:
     if shared["kind"] == "value":
         return _left_value_finding(shared)
+    if shared["kind"] == "container":
+        return Finding(
+            "blocker", "shared-container",
+            f"the module-level `{shared['name']}` of {shared['module']} grows with "
+            f"invocations that replay events it has seen ({shared.get('value')}): it "
+            "accumulates per-invocation data that every invocation of the process shares "
+            "(and reads), and it grows without bound",
+            "keep per-invocation data in local variables or a `contextvars.ContextVar`; a "
+            "cache should be keyed by what it caches, and bounded")
     what = {"global": f"rebind the module global `{shared['name']}` of {shared['module']}"
                       + (f" (at {shared['site']})" if shared.get("site") else ""),
             "cwd": "change the working directory (os.chdir)",

@@ -39,17 +39,33 @@ class GlobalsWatch:
         self.write_sites = trace_process_writes()
         self.library_uses = LibraryUses()
         self.library_uses.watch()
+        self.containers = GrowingContainers(module)
 
     def wrap(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def watched(event: Any, context: Any) -> Any:
+            new_event = self.containers.before(event)
             try:
                 return handler(event, context)
             finally:
                 self.after_invocation()
                 self.find_left_values(event, context)
+                self.report_growth(self.containers.after(new_event))
                 self.library_uses.watch()
 
         return watched
+
+    def report_growth(self, grown: list[tuple[str, int, int]]) -> None:
+        import logging
+
+        for name, before, after in grown:
+            self.containers.reported.add(name)
+            logging.getLogger("lmi_gevent").warning(
+                "The module-level %s of %s grows with invocations of events it has seen "
+                "(%d then %d entries); in concurrent mode every invocation shares it.",
+                name, self.module.__name__, before, after,
+                extra={"sharedState": {"kind": "container", "name": name,
+                                       "module": self.module.__name__,
+                                       "value": f"{before} then {after} entries"}})
 
     def find_left_values(self, event: Any, context: Any) -> None:
         """Report each module-level place that holds this invocation's own values.
@@ -77,6 +93,7 @@ class GlobalsWatch:
             if key in self.reported:
                 continue
             self.reported.add(key)
+            self.containers.reported.add(left.path.split(".")[0].split("[")[0])
             logging.getLogger("lmi_gevent").warning(
                 "An invocation left %s in %s (%s) after it ended; in concurrent mode every "
                 "invocation shares that object.", left.source, left.path, left.value,
@@ -138,6 +155,51 @@ class GlobalsWatch:
             logging.getLogger("lmi_gevent").warning(
                 "%s; in concurrent mode every invocation shares it.", message,
                 extra={"sharedState": shared})
+
+
+class GrowingContainers:
+    """Module-level lists, dicts, sets and deques that grow even while every invocation
+    replays an event seen before: they accumulate per-invocation data (a cache keyed by the
+    event stops growing once each event was seen). Sizes are compared between moments when
+    no invocation of a new event is in flight."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+        self.seen: set[str] = set()
+        self.new_in_flight = 0
+        self.baseline: dict[str, int] | None = None
+        self.reported: set[str] = set()
+
+    def before(self, event: Any) -> bool:
+        """Note the invocation's event; True when it is one not seen before."""
+        import json
+
+        try:
+            key = json.dumps(event, sort_keys=True, default=repr)
+        except (TypeError, ValueError):
+            key = repr(event)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        self.new_in_flight += 1
+        self.baseline = None  # it may fill a cache: sizes count from after it
+        return True
+
+    def after(self, new_event: bool) -> list[tuple[str, int, int]]:
+        """(name, size before, size now) for each container that grew since the baseline."""
+        if new_event:
+            self.new_in_flight -= 1
+        if self.new_in_flight:
+            return []
+        from collections import deque
+
+        sizes = {name: len(value) for name, value in vars(self.module).items()
+                 if not name.startswith("__") and isinstance(value, (list, dict, set, deque))}
+        baseline, self.baseline = self.baseline, sizes
+        if baseline is None:
+            return []
+        return [(name, baseline[name], size) for name, size in sizes.items()
+                if name in baseline and size > baseline[name] and name not in self.reported]
 
 
 class _Bound:
