@@ -28,7 +28,7 @@ ANSWER_SLACK = 10.0
 
 
 def run_handler(options: Options) -> dict[str, Any]:
-    """Start the real runtime on the emulator and invoke: 1 warm-up, 1 alone, N at once."""
+    """Start the real runtime on the emulator and run the phases (:data:`PHASES`)."""
     from ..emulator.api import Emulator
 
     env = runtime_environment(options)

@@ -1,5 +1,8 @@
 """In the runtime under ``lmi-gevent check``: the process state that invocations change, which
-one process shares between them (reported as warnings in the runtime's log, read back by check).
+one process shares between them (reported as warnings in the runtime's log, read back by check):
+globals rebound (and where, from the bytecode), environment variables and the working
+directory (and the line that wrote them), invocation values left in module-level objects,
+module-level containers that keep growing, and libraries that block once used (sqlite3).
 
 Imported by :mod:`lmi_gevent.lifecycle` only when check starts it (``LMI_GEVENT_CHECK_GLOBALS``).
 """

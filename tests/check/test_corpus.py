@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from lmi_gevent.check.finding import CLASSES
+
 pytestmark = pytest.mark.timeout(90)
 
 HANDLERS = Path(__file__).parent / "handlers"
@@ -37,7 +39,11 @@ def _check(run_check: Any, tmp_path: Path, name: str, event: Any, *flags: object
     event_file.write_text(json.dumps(event))
     result = run_check("app.handler", "--root", root, "--event", event_file,
                        "--format", "json", *flags)
-    return result.code, result.report(), root
+    report = result.report()
+    for finding in report["findings"]:  # every class has one severity (docs/check.md)
+        assert CLASSES[finding["class"]] == finding["severity"], finding
+    assert report["verdict"] == ("ready" if result.code == 0 else "not-ready")
+    return result.code, report, root
 
 
 def _classes(report: dict[str, Any], severity: str) -> list[str]:
