@@ -73,10 +73,11 @@ def deployed_workers(concurrency: int) -> dict[str, Any]:
     loaded, problems = settings.load(env)
     if problems:
         return {"count": None, "setting": env.get("LMI_GEVENT_WORKERS"),
-                "problem": str(problems[0])}
+                "problem": str(problems[0]), "checked_with": 1}
     count = loaded.worker_count()
     return {"count": count, "setting": str(loaded.workers),
-            "slots_per_worker": slot_shares(concurrency, count)}
+            "slots_per_worker": slot_shares(concurrency, count),
+            "checked_with": 1}  # check runs one process: no finding depends on the count
 
 
 def versions() -> dict[str, str]:

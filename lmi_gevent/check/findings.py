@@ -198,7 +198,8 @@ def _grouped(failures: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]
     """Identical failures once each, with how many times they happened, in order."""
     counts: dict[tuple[str, str, bool], list[Any]] = {}
     for failure in failures:
-        key = (failure["errorType"], failure["errorMessage"], bool(failure.get("derived_event")))
+        derived = bool(failure.get("derived_event"))  # each variant fails its own way
+        key = (failure["errorType"], "" if derived else failure["errorMessage"], derived)
         counts.setdefault(key, [failure, 0])[1] += 1
     return [(failure, count) for failure, count in counts.values()]
 
@@ -219,7 +220,7 @@ def _failed_finding(failure: dict[str, Any], count: int, total: int) -> Finding:
     if failure.get("derived_event"):
         return Finding("warning", "variant-failed",
                        f"{count} of {total} invocations with a variant check derived from the "
-                       f"event failed: {failure['errorType']}: {failure['errorMessage']}",
+                       f"event failed, as: {failure['errorType']}: {failure['errorMessage']}",
                        "the handler rejects the changed numbers: pass several real events "
                        "with --event (or --no-variants, which cannot see state derived from "
                        "the event)")

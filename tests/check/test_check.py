@@ -137,7 +137,8 @@ def test_report_names_the_worker_processes_and_that_globals_are_per_worker(task_
     assert "start 3 worker process(es) x 3/2 slot(s) (LMI_GEVENT_WORKERS=3)" in text.stdout
     assert "module globals, caches and clients are per worker process" in text.stdout
     report = run_check("app.handler", "--root", root, "--concurrency", 7, "--json").report()
-    assert report["workers"] == {"count": 3, "setting": "3", "slots_per_worker": [3, 2, 2]}
+    assert report["workers"] == {"count": 3, "setting": "3", "slots_per_worker": [3, 2, 2],
+                                 "checked_with": 1}
     assert report["run"]["invocations"]["concurrent"] == 7  # measured in one process
 
 

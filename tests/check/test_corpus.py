@@ -252,6 +252,34 @@ def test_events_from_a_json_lines_file_are_taken_in_turn(run_check, tmp_path):
                                       "derived": 0, "varied": []}
 
 
+STRICT_APP = """
+import time
+
+PAGES = {"3": "home"}
+
+
+def handler(event, context):
+    time.sleep(0.1)
+    return {"page": PAGES[event["page"]]}  # any other page raises KeyError
+"""
+
+
+def test_a_handler_rejecting_the_derived_variants_gets_a_warning_not_a_blocker(
+        run_check, task_root, tmp_path):
+    root = task_root(app=STRICT_APP)
+    event = tmp_path / "event.json"
+    event.write_text('{"page": "3"}')
+
+    result = run_check("app.handler", "--root", root, "--event", event, "--format", "json")
+
+    report = result.report()
+    assert result.code == 0 and report["verdict"] == "ready", report["findings"]
+    [finding] = report["findings"]
+    assert (finding["severity"], finding["class"]) == ("warning", "variant-failed")
+    assert "KeyError" in finding["message"] and "--event" in finding["fix"]
+    assert report["run"]["failed"] and all(f["derived_event"] for f in report["run"]["failed"])
+
+
 def test_the_threshold_defaults_to_the_runtimes_stall_threshold(run_check, tmp_path,
                                                                 monkeypatch):
     from lmi_gevent import config
