@@ -60,10 +60,12 @@ def _parser() -> Any:
 
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Check that a Lambda handler's libraries cooperate with gevent: import it "
-                    "as lmi-gevent would, run a sample event N times at once on the real "
-                    "runtime, and report what blocks. Exit status: 0 fine, 1 a blocker "
-                    "was found, 2 bad usage.")
+        description="Check that a Lambda handler is ready to serve many invocations in one "
+                    "process: import it as lmi-gevent would, run it on the real runtime "
+                    "(a warm-up, then N at once, twice, with distinct events), and report "
+                    "what stalls the others in steady state, what state invocations share, "
+                    "and what crashes. Exit status: 0 ready, 1 a blocker was found, 2 bad "
+                    "usage.")
     parser.add_argument("handler", nargs="?", default=os.environ.get("_HANDLER"),
                         metavar="HANDLER", help="module.function (default: $_HANDLER)")
     parser.add_argument("--event", metavar="FILE", action="append", default=[],
