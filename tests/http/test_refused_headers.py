@@ -1,6 +1,7 @@
-"""What the adapter refuses: header names that are not tokens and values with CR, LF, NUL or
+"""What the adapters refuse: header names that are not tokens and values with CR, LF, NUL or
 another control character become a 500 logged under the request id, for every event source,
-buffered and streamed; plain handlers' http_stream() refuses them too. A Hypothesis property
+buffered and streamed, through wsgi_handler and asgi_handler alike; plain handlers'
+http_stream() refuses them too. A Hypothesis property
 feeds arbitrary names and values and checks no answer ever carries a forbidden byte."""
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmi_gevent.http import wsgi_handler
+from lmi_gevent.http import asgi_handler, wsgi_handler
 from lmi_gevent.http.headers import ForbiddenHeader, check_field
 from lmi_gevent.streaming import PRELUDE_SEPARATOR, StreamingResponse, http_stream
+from lmi_gevent.invocation import coroutines
 from tests.http import events
 
 SOURCES: dict[str, Callable[[], dict[str, Any]]] = {
@@ -176,3 +178,44 @@ def test_no_answer_ever_carries_a_forbidden_byte(source, name, value, streaming)
     assert status == (302 if allowed else 500)
     if allowed and name.lower() not in ("content-type", "content-length", "transfer-encoding"):
         assert any(field_name == name or field_name.lower() == name.lower() for field_name, _ in fields)
+
+
+# --- the ASGI adapter: the same refusal through the same answer writers -----------------------
+
+def echoing_asgi_app(name: str, value: str, produced: list[str] | None = None):
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 302,
+                    "headers": [(name.encode("latin-1"), value.encode("latin-1"))]})
+        if produced is not None:
+            produced.append("first")
+        await send({"type": "http.response.body", "body": b"secret-first-chunk",
+                    "more_body": True})
+        await send({"type": "http.response.body", "body": b"more"})
+    return app
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("name,value", HOSTILE[:8], ids=[repr(pair)[:40] for pair in HOSTILE[:8]])
+def test_an_asgi_buffered_answer_with_a_forbidden_header_becomes_a_500(source, name, value,
+                                                                        caplog):
+    handler = asgi_handler(echoing_asgi_app(name, value), lifespan="off")
+    with caplog.at_level(logging.ERROR, logger="lmi_gevent.http"):
+        answer = coroutines.SequentialLoop().run(handler(SOURCES[source](), object()))
+    assert answer["statusCode"] == 500 and answer["body"] == "Internal Server Error"
+    assert not any(FORBIDDEN.search(n + v) for n, v in _fields(answer))
+    assert any("was refused" in record.getMessage() and "GET /redirect" in record.getMessage()
+               for record in caplog.records)
+
+
+@pytest.mark.parametrize("source", STREAMING_SOURCES)
+@pytest.mark.parametrize("name,value", HOSTILE[:3], ids=[repr(pair)[:40] for pair in HOSTILE[:3]])
+def test_an_asgi_streamed_answer_with_a_forbidden_header_sends_none_of_the_app_bytes(
+        source, name, value, caplog):
+    handler = asgi_handler(echoing_asgi_app(name, value), streaming=True, lifespan="off")
+    with caplog.at_level(logging.ERROR, logger="lmi_gevent.http"):
+        response = coroutines.SequentialLoop().run(handler(SOURCES[source](), object()))
+    prelude, body = _prelude(response)
+    assert prelude["statusCode"] == 500 and body == b"Internal Server Error"
+    assert not any(FORBIDDEN.search(n + str(v)) for n, v in prelude["headers"].items())
+    assert any("was refused" in record.getMessage() for record in caplog.records)
