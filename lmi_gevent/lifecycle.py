@@ -20,13 +20,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
 from . import config as settings
 from .workers import assignment as assignments
 from .workers.assignment import INIT_ERROR_EXIT, PLATFORM_FAILURE_EXIT, WorkerAssignment
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import Config, ConfigError
     from .invocation.logs import FunctionLog
     from .runtime_api.client import RuntimeApiClient
@@ -79,10 +81,10 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     from .invocation.loader import load_handler
     from .runtime_api import errors
     from .runtime_api.client import PlatformFailure, RuntimeApiClient
-    from .workers import scoreboard
 
     # Step 3: the function's log; from here on every failure is reported through it.
     if worker is not None:
+        from .workers import scoreboard  # workers only: a classic cold start never needs it
         scoreboard.attach(worker.status_fd, worker.index, worker.slot_table)
     function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
                               telemetry_fd=config.telemetry_fd, log_socket=config.log_socket)

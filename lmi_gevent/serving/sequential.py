@@ -6,7 +6,6 @@ import logging
 import select
 import signal
 import time
-from typing import Any, Callable
 
 from ..invocation.invoker import InvocationCut, Invoker
 from ..runtime_api.backoff import Backoff
@@ -18,6 +17,10 @@ from ..runtime_api.client import (
     readable_now,
 )
 from ..runtime_api.errors import SHUTDOWN_ERROR
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 log = logging.getLogger("lmi_gevent")
 
