@@ -1,6 +1,6 @@
 """``python -m bench coldstart``: process start to first answer, lmi-gevent beside awslambdaric.
 
-    python -m bench coldstart              # 7 rounds, writes docs/bench-coldstart.md
+    python -m bench coldstart              # 5 rounds (21 sequential), writes docs/bench-coldstart.md
     python -m bench coldstart --quick      # one round at N=4: checks that the scenario works
 
 Each round starts every runtime afresh (A/B, then B/A) with one invocation already waiting
@@ -96,14 +96,31 @@ def all_polls_open_at(events: list[dict[str, Any]], slots: int) -> float:
     raise RuntimeError(f"the timeline never shows {slots} polls open at once")
 
 
-def measure(levels: tuple[int, ...], rounds: int, log: Any = print) -> list[Start]:
+def compile_bytecode() -> None:
+    """Both runtimes start from bytecode, as pip leaves an installed package: an editable
+    checkout under PYTHONDONTWRITEBYTECODE would otherwise compile lmi-gevent at every start."""
+    import compileall
+
+    import lmi_gevent
+
+    for package in (os.path.dirname(lmi_gevent.__file__), os.path.join(PROJECT_ROOT, "bench")):
+        compileall.compile_dir(package, quiet=1)
+
+
+def measure(levels: tuple[int, ...], rounds: int, sequential_rounds: int,
+            log: Any = print) -> list[Start]:
+    """Every case ``rounds`` times; the sequential ones, which take a fraction of a second and
+    are the noisiest on a shared machine, ``sequential_rounds`` times."""
     runtimes = (LMI_WORKERS, AWSLAMBDARIC)
     starts: list[Start] = []
-    for round_number in range(rounds):
+    total = max(rounds, sequential_rounds)
+    for round_number in range(total):
         for case in cases(levels):
+            if round_number >= (rounds if case.concurrency else sequential_rounds):
+                continue
             for runtime in runtimes if round_number % 2 == 0 else runtimes[::-1]:
                 start = start_once(case, runtime, round_number)
-                log(f"round {round_number + 1}/{rounds} {start.case:>24} {runtime.name:>16}: "
+                log(f"round {round_number + 1}/{total} {start.case:>24} {runtime.name:>16}: "
                     f"first answer {start.first_answer * 1000:7.0f} ms, "
                     f"all polls {start.all_polls * 1000:7.0f} ms")
                 starts.append(start)
@@ -128,7 +145,9 @@ def table(starts: list[Start]) -> list[str]:
 
 def write_page(starts: list[Start], meta: dict[str, Any], out_dir: str) -> str:
     path = os.path.join(out_dir, "bench-coldstart.md")
-    rounds = 1 + max(start.round for start in starts)
+    rounds = {case: 1 + max(s.round for s in starts if s.case == case)
+              for case in dict.fromkeys(start.case for start in starts)}
+    counts = ", ".join(sorted({f"{n} times" for n in rounds.values()}, key=lambda t: int(t.split()[0])))
     text = [
         "# Cold start",
         "",
@@ -136,8 +155,9 @@ def write_page(starts: list[Start], meta: dict[str, Any], out_dir: str) -> str:
         "",
         f"`{meta['command']}` on {meta['cores']} cores, Python {meta['python']}, {meta['date']}: "
         f"lmi-gevent {meta['lmi_version']} (`LMI_GEVENT_WORKERS=auto`, the default) and "
-        f"awslambdaric {meta['aws_version']}, both started {rounds} times per case, alternating "
-        "which goes first. Medians; a ratio below 1 means lmi-gevent is faster.",
+        f"awslambdaric {meta['aws_version']}, both started {counts} per case (the sequential "
+        "cases, cheap and the noisiest, the most), alternating which goes first. Medians; a "
+        "ratio below 1 means lmi-gevent is faster.",
         "",
         "- *first answer*: from starting the process to the answer of an invocation that was "
         "already waiting;",
@@ -157,11 +177,17 @@ def write_page(starts: list[Start], meta: dict[str, Any], out_dir: str) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench coldstart", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one round at N=4 (figures mean little)")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sequential-rounds", type=int, default=21)
+    parser.add_argument("--levels", default="16,64",
+                        help="the concurrency levels, comma-separated; empty: sequential only")
     parser.add_argument("--out", default=os.path.join(PROJECT_ROOT, "docs"))
     parser.add_argument("--json", metavar="FILE", help="also write every start as JSON")
     args = parser.parse_args(argv)
-    levels, rounds = ((4,), 1) if args.quick else ((16, 64), args.rounds)
+    levels = tuple(int(n) for n in args.levels.split(",") if n)
+    rounds, sequential_rounds = args.rounds, args.sequential_rounds
+    if args.quick:
+        levels, rounds, sequential_rounds = (4,), 1, 1
     import datetime
     import platform
 
@@ -170,7 +196,8 @@ def main(argv: list[str]) -> int:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "lmi_version": LMI_WORKERS.version(), "aws_version": AWSLAMBDARIC.version(),
             "load_start": os.getloadavg()[0]}
-    starts = measure(levels, rounds)
+    compile_bytecode()
+    starts = measure(levels, rounds, sequential_rounds)
     meta["load_end"] = os.getloadavg()[0]
     for line in table(starts):
         print(line)
