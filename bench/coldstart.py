@@ -147,7 +147,10 @@ def write_page(starts: list[Start], meta: dict[str, Any], out_dir: str) -> str:
     path = os.path.join(out_dir, "bench-coldstart.md")
     rounds = {case: 1 + max(s.round for s in starts if s.case == case)
               for case in dict.fromkeys(start.case for start in starts)}
-    counts = ", ".join(sorted({f"{n} times" for n in rounds.values()}, key=lambda t: int(t.split()[0])))
+    sequential = max((n for case, n in rounds.items() if case.startswith("sequential")), default=0)
+    concurrent = max((n for case, n in rounds.items() if not case.startswith("sequential")), default=0)
+    counts = f"{sequential} times per sequential case" + (
+        f" (cheap, and the noisiest) and {concurrent} times per concurrent one" if concurrent else "")
     text = [
         "# Cold start",
         "",
@@ -155,9 +158,8 @@ def write_page(starts: list[Start], meta: dict[str, Any], out_dir: str) -> str:
         "",
         f"`{meta['command']}` on {meta['cores']} cores, Python {meta['python']}, {meta['date']}: "
         f"lmi-gevent {meta['lmi_version']} (`LMI_GEVENT_WORKERS=auto`, the default) and "
-        f"awslambdaric {meta['aws_version']}, both started {counts} per case (the sequential "
-        "cases, cheap and the noisiest, the most), alternating which goes first. Medians; a "
-        "ratio below 1 means lmi-gevent is faster.",
+        f"awslambdaric {meta['aws_version']}, both started {counts}, alternating which goes "
+        "first, both from bytecode. Medians; a ratio below 1 means lmi-gevent is faster.",
         "",
         "- *first answer*: from starting the process to the answer of an invocation that was "
         "already waiting;",
@@ -191,7 +193,12 @@ def main(argv: list[str]) -> int:
     import datetime
     import platform
 
-    meta = {"command": "python -m bench coldstart" + "".join(f" {a}" for a in argv),
+    chosen = [f"--{name.replace('_', '-')} {value}" for name, value in
+              (("rounds", args.rounds), ("sequential_rounds", args.sequential_rounds))
+              if value != parser.get_default(name)]
+    chosen += ["--quick"] if args.quick else []
+    chosen += [f"--levels '{args.levels}'"] if args.levels != parser.get_default("levels") else []
+    meta = {"command": " ".join(["python -m bench coldstart", *chosen]),  # no paths of this machine
             "cores": os.cpu_count(), "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "lmi_version": LMI_WORKERS.version(), "aws_version": AWSLAMBDARIC.version(),
