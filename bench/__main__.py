@@ -4,6 +4,7 @@
     python -m bench --quick         # under a minute: checks that the bench works
     python -m bench --out DIR       # write the report somewhere else
     python -m bench soak            # 100,000 invocations at N=64, platform faults off and on
+    python -m bench coldstart       # process start to first answer and to all N polls open
 
 Needs the ``bench`` extra (awslambdaric, psutil, matplotlib, requests). Every process it
 starts is stopped before it exits, on errors and on SIGTERM/SIGINT too.
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import soak
 
         return soak.main(arguments[1:])
+    if arguments[:1] == ["coldstart"]:
+        from . import coldstart
+
+        return coldstart.main(arguments[1:])
     args = build_parser().parse_args(argv)
     if args.from_json:
         return rewrite_report(args.from_json, args.out)

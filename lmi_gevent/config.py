@@ -8,9 +8,13 @@ that are safe before ``gevent.monkey.patch_all()`` (no threading, no ssl).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
+from .records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
+
     from .runtime_api.delivery import RetryPolicy
 
 MAX_CONCURRENCY_LIMIT = 1600  # the platform's upper bound for AWS_LAMBDA_MAX_CONCURRENCY
@@ -24,7 +28,7 @@ class ConfigError(ValueError):
         self.env = env
 
 
-class Setting(NamedTuple):
+class Setting(Record):
     name: str
     env: str
     parse: Callable[[str, str], Any]  # (env key, raw text) -> value; raises ConfigError

@@ -23,13 +23,15 @@ import contextlib
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 from . import config as settings
 from .workers import assignment as assignments
 from .workers.assignment import INIT_ERROR_EXIT, PLATFORM_FAILURE_EXIT, WorkerAssignment
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
+    from typing import Any, Iterator, NoReturn
+
     from .config import Config, ConfigError
     from .invocation.logs import FunctionLog
     from .runtime_api.client import RuntimeApiClient
@@ -82,10 +84,10 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     from .invocation.loader import load_handler
     from .runtime_api import errors
     from .runtime_api.client import PlatformFailure, RuntimeApiClient
-    from .workers import scoreboard
 
     # Step 3: the function's log; from here on every failure is reported through it.
     if worker is not None:
+        from .workers import scoreboard  # workers only: a classic cold start never needs it
         scoreboard.attach(worker.status_fd, worker.index, worker.slot_table)
     try:
         function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
@@ -186,7 +188,7 @@ def _exit_reported_during_init(handler_name: str, client: RuntimeApiClient,
 
 
 def report_init_error(client: RuntimeApiClient, function_log: FunctionLog,
-                      body: dict[str, Any], retry: RetryPolicy | None = None) -> int:
+                      body: dict[str, Any], retry: RetryPolicy) -> int:
     """Log and post an init error once, then tell the caller to exit non-zero."""
     from .runtime_api.client import PlatformFailure
     from .runtime_api.delivery import deliver
@@ -195,7 +197,7 @@ def report_init_error(client: RuntimeApiClient, function_log: FunctionLog,
     function_log.unhandled_error(body)
     try:
         outcome = deliver(lambda: client.post_init_error(body), "the init error",
-                          deadline=None, policy=retry or RetryPolicy())
+                          deadline=None, policy=retry)
     except PlatformFailure as problem:
         log.error("Could not report the init error: %s", problem)
         return 1

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 HTTP_INTEGRATION_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 PRELUDE_SEPARATOR = b"\0" * 8

@@ -55,3 +55,43 @@ def test_the_http_adapter_and_streaming_import_no_gevent_and_no_web_stack(statem
     code = f"import sys\n{statement}\nprint([m for m in ('flask', 'django', 'werkzeug') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "[]"
+
+
+# What a classic (sequential) cold start must not pay for: concurrent-mode modules, and the
+# stdlib modules awslambdaric does without (docs/pythons.md, cold start).
+NOT_IN_A_CLASSIC_START = ["typing", "dataclasses", "inspect", "tempfile", "random", "gevent",
+                          "greenlet", "asyncio", "concurrent.futures", "ssl", "http.client",
+                          "lmi_gevent.workers.scoreboard", "lmi_gevent.workers.supervisor",
+                          "lmi_gevent.integrations.monkey", "lmi_gevent.integrations.asyncio",
+                          "lmi_gevent.integrations.threads", "lmi_gevent.serving.slots",
+                          "lmi_gevent.diagnostics"]
+
+MODULES_APP = f"""
+import sys
+
+def handler(event, context):
+    return [name for name in {NOT_IN_A_CLASSIC_START!r} if name in sys.modules]
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_sequential_start_imports_only_what_the_classic_loop_uses(emulator_factory, task_root) -> None:  # type: ignore[no-untyped-def]
+    # The first invocation reports what the runtime had imported by then (its handler module
+    # imports only sys): the real process, not an import of some of its modules.
+    from tests.support import start_runtime
+
+    emulator = emulator_factory(concurrency=1, timeout=30)
+    runtime = start_runtime(emulator, task_root(app=MODULES_APP))
+    answer = emulator.invoke({})
+    assert answer.status == 200, runtime.output()
+    # awslambdaric needs logging, traceback and json too; what they import on this Python
+    # (3.14's traceback brings dataclasses and inspect, for its colours) is no cost of ours.
+    stdlib = subprocess.run([sys.executable, "-I", "-c", "import sys, logging, traceback, json; "
+                             f"print([m for m in {NOT_IN_A_CLASSIC_START!r} if m in sys.modules])"],
+                            capture_output=True, text=True, check=True).stdout
+    assert set(answer.json()) <= set(json.loads(stdlib.replace("'", '"'))), answer.json()
+
+
+def test_the_checked_list_catches_a_module_that_is_loaded() -> None:
+    # The check above can fail: in this test process (pytest) most of the list is loaded.
+    assert "typing" in sys.modules and "inspect" in sys.modules

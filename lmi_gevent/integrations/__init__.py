@@ -17,7 +17,7 @@ Importing this package imports none of its modules.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -9,7 +9,7 @@ allows and name what a ``sitecustomize``/``PYTHONSTARTUP``/``.pth`` file importe
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Callable
 
 # Modules that hold blocking primitives when imported before patching (checked, not imported).
 EARLY_IMPORT_RISKS = (
@@ -32,16 +32,53 @@ def patch_all() -> list[str]:
     # gevent warns on stderr about ssl imported early; we report all risks in one log line.
     import warnings
 
-    from gevent import monkey
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", monkey.MonkeyPatchWarning)
-        monkey.patch_all()
+    from gevent import events, monkey
+    scan_each_event = events.notify_and_call_entry_points
+    events.notify_and_call_entry_points = plugins_found_once()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", monkey.MonkeyPatchWarning)
+            monkey.patch_all()
+    finally:
+        events.notify_and_call_entry_points = scan_each_event
     from . import alarms
     from . import threads as inherit
     inherit.install()  # before the handler's `from gevent import spawn`
     alarms.install()  # before the handler's `from signal import alarm`
     resolve_ip_literals_inline()
     return early
+
+
+def plugins_found_once() -> Callable[[Any], None]:
+    """gevent's ``notify_and_call_entry_points`` for the span of ``patch_all``, with one scan.
+
+    gevent tells its plugins (entry points of the ``gevent.plugins.*`` groups) of every step
+    of patching, and looks them up anew each time: ~25 scans of every installed
+    distribution's metadata, a large share of a worker's start-up where many packages are
+    installed. gevent has no setting to skip them, so the distributions are read once here
+    and each event still reaches the same subscribers and plugins, in gevent's order.
+    """
+    from gevent.events import notify
+
+    groups: dict[str, list[Any]] | None = None
+
+    def notify_and_call_entry_points(event: Any) -> None:
+        nonlocal groups
+        notify(event)
+        if groups is None:
+            from importlib import metadata
+
+            groups, seen = {}, set()
+            for distribution in metadata.distributions():
+                for entry_point in distribution.entry_points:
+                    key = (entry_point.group, entry_point.name, entry_point.value)
+                    if entry_point.group.startswith("gevent.plugins.") and key not in seen:
+                        seen.add(key)  # one distribution found twice on sys.path: once
+                        groups.setdefault(entry_point.group, []).append(entry_point)
+        for plugin in groups.get(event.ENTRY_POINT_NAME, ()):
+            plugin.load()(event)
+
+    return notify_and_call_entry_points
 
 
 def resolve_ip_literals_inline() -> None:

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 BOOTSTRAP = "bootstrap"
 INTEGRATION = "sentry_sdk.integrations.aws_lambda"

@@ -10,8 +10,8 @@ import contextlib
 import json
 import logging
 import os
-from typing import Any, Callable, ContextManager, NamedTuple
 
+from ..records import Record
 from ..runtime_api import errors
 from ..runtime_api.client import Invocation, RuntimeApiClient
 from ..runtime_api.delivery import RetryPolicy, deliver
@@ -28,12 +28,16 @@ from .context import (
 )
 from .logs import FunctionLog
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, ContextManager
+
+    Guard = Callable[[Invocation], ContextManager[Any]]
+
 log = logging.getLogger("lmi_gevent")
 
 # Platform limit on a synchronous response (docs/protocol.md: 6 MiB + 100 bytes).
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 100
-
-Guard = Callable[[Invocation], ContextManager[Any]]
 
 
 class InvocationCut(BaseException):
@@ -56,7 +60,7 @@ class _StreamInterrupted(Exception):
         self.sent_bytes = sent_bytes
 
 
-class Failure(NamedTuple):
+class Failure(Record):
     """An invocation to be answered with an error body (and its X-Ray cause)."""
 
     error: dict[str, Any]

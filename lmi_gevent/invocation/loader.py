@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Callable
 
 from ..runtime_api.errors import (
     BUILT_IN_MODULE_CONFLICT,
@@ -15,7 +14,11 @@ from ..runtime_api.errors import (
     RuntimeFault,
 )
 
-Handler = Callable[[Any, Any], Any]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Handler = Callable[[Any, Any], Any]
 
 
 def split_handler(name: str) -> tuple[str, str]:

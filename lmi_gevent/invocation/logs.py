@@ -15,10 +15,13 @@ import struct
 import sys
 import time
 import traceback
-from typing import Any, TextIO
 
 from ..runtime_api.marshal import to_json
 from .context import current_ids
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 _TEXT_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"

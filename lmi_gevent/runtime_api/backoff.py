@@ -3,8 +3,6 @@ to post an answer (:mod:`lmi_gevent.runtime_api.delivery`)."""
 
 from __future__ import annotations
 
-import random
-
 __all__ = ["Backoff"]
 
 
@@ -17,6 +15,8 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
+        import random  # only once something failed: not part of a cold start
+
         self.failures += 1
         ceiling = min(self.cap, self.initial * 2 ** min(self.failures - 1, 30))
         return random.uniform(ceiling / 2, ceiling)  # "equal jitter": never hot, never in step

@@ -12,12 +12,15 @@ import json
 import re
 import sys
 import termios
-from typing import Any, Callable, Iterable
 
 from .. import __version__
 from ..streaming import TRAILER_NAMES
 from .connection import Connection, ConnectionLost
 from .marshal import to_json
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable
 
 API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"

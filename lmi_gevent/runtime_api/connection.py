@@ -13,7 +13,10 @@ Each request is sent in one write with TCP_NODELAY: two writes (headers, then bo
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Iterable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable
 
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100

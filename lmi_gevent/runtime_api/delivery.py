@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, NamedTuple
 
+from ..records import Record
 from .backoff import Backoff
 from .client import PlatformFailure, RuntimeApiError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Callable
 
 log = logging.getLogger("lmi_gevent")
 
@@ -24,7 +28,7 @@ log = logging.getLogger("lmi_gevent")
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 
-class RetryPolicy(NamedTuple):
+class RetryPolicy(Record):
     """Retry timings (settings LMI_GEVENT_ANSWER_RETRY_INITIAL, _MAX and _BUDGET)."""
 
     initial: float = 0.05
@@ -34,7 +38,7 @@ class RetryPolicy(NamedTuple):
     budget: float = 30.0
 
 
-class Outcome(NamedTuple):
+class Outcome(Record):
     """What the platform last said to a post, and after how many attempts."""
 
     status: int

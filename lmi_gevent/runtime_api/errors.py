@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import traceback
 from types import TracebackType
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 MALFORMED_HANDLER_NAME = "Runtime.MalformedHandlerName"
 IMPORT_MODULE_ERROR = "Runtime.ImportModuleError"

@@ -15,12 +15,15 @@ import json
 import math
 import os
 import re
-from typing import Any
 
 import simplejson
 import ujson
 
 from .errors import MARSHAL_ERROR, UNMARSHAL_ERROR, RuntimeFault
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/unknown"

@@ -8,7 +8,6 @@ import select
 import sys
 import threading
 import time
-from typing import Any, Callable
 
 from ..invocation.invoker import InvocationCut, Invoker
 from ..runtime_api.backoff import Backoff
@@ -21,6 +20,10 @@ from ..runtime_api.client import (
 )
 from ..runtime_api.errors import SHUTDOWN_ERROR
 from . import function_signals
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 log = logging.getLogger("lmi_gevent")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass
 
 ASSIGNMENT_ENV = "_LMI_GEVENT_WORKER"  # internal: set by the supervisor, never by users
 
@@ -24,16 +23,29 @@ WEDGED_EXIT = 6  # its event loop was wedged: it answered its invocations and le
 _PR_SET_PDEATHSIG = 1
 
 
-@dataclass(frozen=True)
 class WorkerAssignment:
-    """One worker's share of the execution environment."""
+    """One worker's share of the execution environment (read-only by convention: a plain
+    class, as dataclasses would import inspect into every classic cold start)."""
 
-    index: int  # 0..K-1, stable across replacements
-    slots: int  # this worker's share of AWS_LAMBDA_MAX_CONCURRENCY
-    status_fd: int  # the scoreboard's descriptor (lmi_gevent.workers.scoreboard)
-    slot_table: int  # where this worker's slot entries start in it
-    replacement: bool  # started after a worker died: never posts an init error
-    supervisor_pid: int
+    __slots__ = ("index", "slots", "status_fd", "slot_table", "replacement", "supervisor_pid")
+
+    def __init__(self, index: int, slots: int, status_fd: int, slot_table: int,
+                 replacement: bool, supervisor_pid: int) -> None:
+        self.index = index  # 0..K-1, stable across replacements
+        self.slots = slots  # this worker's share of AWS_LAMBDA_MAX_CONCURRENCY
+        self.status_fd = status_fd  # the scoreboard's descriptor (lmi_gevent.workers.scoreboard)
+        self.slot_table = slot_table  # where this worker's slot entries start in it
+        self.replacement = replacement  # started after a worker died: never posts an init error
+        self.supervisor_pid = supervisor_pid
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WorkerAssignment) and self.encode() == other.encode()
+
+    def __hash__(self) -> int:
+        return hash(self.encode())
+
+    def __repr__(self) -> str:
+        return f"WorkerAssignment({self.encode()})"
 
     def encode(self) -> str:
         return (f"{self.index},{self.slots},{self.status_fd},{self.slot_table},"

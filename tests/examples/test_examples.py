@@ -160,7 +160,10 @@ def test_dockerfile_copies_files_that_exist_and_runs_lmi_gevent() -> None:
 
 
 def test_every_example_says_how_to_run_it() -> None:
-    for path in EXAMPLES.iterdir():
+    # Only the files the repository ships: a run that writes bytecode leaves __pycache__ here.
+    examples = [path for path in EXAMPLES.iterdir() if path.is_file()]
+    assert len(examples) >= 5, examples
+    for path in examples:
         assert re.search(r"(?i)\b(run|deploy|build)\b", path.read_text()), f"{path.name} has no run line"
 
 
