@@ -80,38 +80,70 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
 
     Step 2 is over, so the serving layers may be imported now (they import ``logging`` and
     with it ``threading``, which must come after ``patch_all``)."""
-    from .invocation import coroutines, logs
-    from .invocation.loader import load_handler
-    from .runtime_api import errors
+    from .invocation import coroutines
     from .runtime_api.client import PlatformFailure, RuntimeApiClient
 
     # Step 3: the function's log; from here on every failure is reported through it.
-    if worker is not None:
-        from .workers import scoreboard  # workers only: a classic cold start never needs it
-        scoreboard.attach(worker.status_fd, worker.index, worker.slot_table)
-    try:
-        function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
-                                  telemetry_fd=config.telemetry_fd, log_socket=config.log_socket)
-    except OSError as problem:  # the log socket: report through stdout instead
-        function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
-                                  telemetry_fd=config.telemetry_fd, log_socket=None)
-        problems = [*problems, settings.ConfigError(
-            "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET",
-            f"cannot connect to the log socket {config.log_socket!r}: {problem}")]
-    client = RuntimeApiClient(config.runtime_api)
+    function_log, problems = _set_up_log(config, problems, worker)
+    init = _Init(RuntimeApiClient(config.runtime_api), function_log, config, worker)
     if problems:
-        body = errors.error_body(errors.CONFIGURATION_ERROR,
-                                 "; ".join(str(problem) for problem in problems), None)
-        code = report_init_error(client, function_log, body, config.answer_retry)
-        return code if worker is None else INIT_ERROR_EXIT
+        return init.failed_with_settings(problems)
     if early_imports:
         log.warning("Imported before gevent could patch them, so they may block every "
                     "invocation at once: %s. Remove them from sitecustomize/PYTHONSTARTUP/.pth "
                     "files or import them inside the handler module.", ", ".join(early_imports))
 
     # Step 4: the handler, imported once, after the hooks that adapt its libraries.
-    sys.path.insert(0, config.task_root or os.getcwd())
     slots = worker.slots if worker else config.max_concurrency  # this process's share
+    try:
+        handler, lifespan = _load(handler_name, config, slots, init)
+    except _InitFailed as failed:
+        return failed.code
+
+    # Steps 5-6: serve until SIGTERM/SIGINT, then drain.
+    try:
+        if config.concurrent:
+            code = _serve_concurrently(config, handler, function_log, init.client, slots,
+                                       pool_record=worker is None)
+            # The slots end with 1 only for a platform failure; a supervisor must hear of it.
+            return PLATFORM_FAILURE_EXIT if worker is not None and code == 1 else code
+        return _serve_sequentially(config, handler, function_log, init.client)
+    except PlatformFailure as failure:
+        log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
+        return 1 if worker is None else PLATFORM_FAILURE_EXIT
+    finally:
+        coroutines.stop_lifespan(lifespan)  # after the drain: every answer is out
+
+
+def _set_up_log(config: Config, problems: list[ConfigError],
+                worker: WorkerAssignment | None) -> tuple[FunctionLog, list[ConfigError]]:
+    """Step 3: the function's log, and the settings problems including a log socket that
+    cannot be reached (then the log goes to stdout, so the problem can still be reported)."""
+    from .invocation import logs
+
+    if worker is not None:
+        from .workers import scoreboard  # workers only: a classic cold start never needs it
+        scoreboard.attach(worker.status_fd, worker.index, worker.slot_table)
+    try:
+        return logs.setup(log_format=config.log_format, log_level=config.log_level,
+                          telemetry_fd=config.telemetry_fd, log_socket=config.log_socket), problems
+    except OSError as problem:
+        function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
+                                  telemetry_fd=config.telemetry_fd, log_socket=None)
+        return function_log, [*problems, settings.ConfigError(
+            "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET",
+            f"cannot connect to the log socket {config.log_socket!r}: {problem}")]
+
+
+def _load(handler_name: str, config: Config, slots: int, init: _Init) -> tuple[Any, Any]:
+    """Step 4: the adapting hooks, then the handler and its ASGI lifespan's startup.
+    Raises :class:`_InitFailed` once the failure has been reported."""
+    from .invocation import coroutines
+    from .invocation.loader import load_handler
+    from .runtime_api import errors
+    from .serving import function_signals
+
+    sys.path.insert(0, config.task_root or os.getcwd())
     if config.concurrent:
         from . import integrations
         from .serving import event_loop
@@ -120,46 +152,58 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     if config.sentry_integration:  # both modes: the integration misses awslambdaric in both
         from .integrations import sentry
         sentry.install()
-    from .serving import function_signals
     function_signals.install()  # the function's SIGTERM/SIGINT handlers run after the drain
     try:
-        with _exit_reported_during_init(handler_name, client, function_log, config, worker):
+        with _exit_reported_during_init(handler_name, init):
             handler = load_handler(handler_name)
         lifespan = coroutines.start_lifespan(handler)  # ASGI startup, before the first poll
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
         body, _ = errors.describe_exception(problem)
-        if worker is None:
-            return report_init_error(client, function_log, body, config.answer_retry)
-        if worker.replacement:
-            # Init completed long ago: the platform must not hear of an init error now.
-            log.error("Replacement worker %d could not load the handler: %s: %s",
-                      worker.index, body["errorType"], body["errorMessage"])
-            function_log.unhandled_error(body)
-        else:
-            report_init_error(client, function_log, body, config.answer_retry)
-        return INIT_ERROR_EXIT
+        raise _InitFailed(init.failed(body)) from None
     if config.sentry_integration:
         handler = sentry.wrap_handler(handler)
+    return handler, lifespan
 
-    # Steps 5-6: serve until SIGTERM/SIGINT, then drain.
-    try:
-        if config.concurrent:
-            code = _serve_concurrently(config, handler, function_log, client, slots,
-                                       pool_record=worker is None)
-            # The slots end with 1 only for a platform failure; a supervisor must hear of it.
-            return PLATFORM_FAILURE_EXIT if worker is not None and code == 1 else code
-        return _serve_sequentially(config, handler, function_log, client)
-    except PlatformFailure as failure:
-        log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
-        return 1 if worker is None else PLATFORM_FAILURE_EXIT
-    finally:
-        coroutines.stop_lifespan(lifespan)  # after the drain: every answer is out
+
+class _InitFailed(Exception):
+    """The init failure was reported; the process exits with ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _Init:
+    """Where an init failure goes, whatever its form: posted once to the platform, except by
+    a replacement worker (init completed long ago, so it only logs)."""
+
+    def __init__(self, client: RuntimeApiClient, function_log: FunctionLog, config: Config,
+                 worker: WorkerAssignment | None) -> None:
+        self.client = client
+        self.function_log = function_log
+        self.config = config
+        self.worker = worker
+
+    def failed_with_settings(self, problems: list[ConfigError]) -> int:
+        from .runtime_api import errors
+
+        return self.failed(errors.error_body(
+            errors.CONFIGURATION_ERROR, "; ".join(str(problem) for problem in problems), None))
+
+    def failed(self, body: dict[str, Any]) -> int:
+        """Report ``body`` as the init error; the exit code."""
+        worker = self.worker
+        if worker is not None and worker.replacement:
+            log.error("Replacement worker %d could not load the handler: %s: %s",
+                      worker.index, body["errorType"], body["errorMessage"])
+            self.function_log.unhandled_error(body)
+        else:
+            report_init_error(self.client, self.function_log, body, self.config.answer_retry)
+        return 1 if worker is None else INIT_ERROR_EXIT
 
 
 @contextlib.contextmanager
-def _exit_reported_during_init(handler_name: str, client: RuntimeApiClient,
-                               function_log: FunctionLog, config: Config,
-                               worker: WorkerAssignment | None) -> Iterator[None]:
+def _exit_reported_during_init(handler_name: str, init: _Init) -> Iterator[None]:
     """``os._exit`` while the handler's module is imported is an init failure: report it as
     one, then exit non-zero. Only in this process: a child the module forks exits as asked."""
     from .runtime_api import errors
@@ -167,18 +211,12 @@ def _exit_reported_during_init(handler_name: str, client: RuntimeApiClient,
     real_exit, runtime_pid = os._exit, os.getpid()
 
     def exit_during_init(status: int) -> NoReturn:
-        code = status
         if os.getpid() != runtime_pid:
-            real_exit(code)
-        message = (f"Runtime exited with error: os._exit({code}) while loading the handler "
+            real_exit(status)
+        message = (f"Runtime exited with error: os._exit({status}) while loading the handler "
                    f"{handler_name}")
-        body = errors.error_body(errors.WORKER_EXIT_ERROR, message, None)
-        if worker is not None and worker.replacement:
-            log.error("Replacement worker %d: %s", worker.index, message)
-            function_log.unhandled_error(body)
-        else:
-            report_init_error(client, function_log, body, config.answer_retry)
-        real_exit(INIT_ERROR_EXIT if worker is not None else (code or 1))
+        code = init.failed(errors.error_body(errors.WORKER_EXIT_ERROR, message, None))
+        real_exit(code if init.worker is not None else (status or 1))
 
     os._exit = exit_during_init
     try:
