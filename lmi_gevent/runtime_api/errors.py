@@ -64,9 +64,17 @@ def describe_exception(exc: BaseException, request_id: str = ""
         return body, xray_cause("LambdaValidationError", exc.message, [])
     frames = user_frames(exc.__traceback__)
     error_type = type(exc).__name__
-    message = str(exc)
+    message = _message_of(exc)
     stack = traceback.format_list(frames)
     return error_body(error_type, message, stack, request_id), xray_cause(error_type, message, frames)
+
+
+def _message_of(exc: BaseException) -> str:
+    # An exception whose __str__ raises must still be answered; worded as traceback prints it.
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - any failure of user code's __str__
+        return "<exception str() failed>"
 
 
 def xray_cause(error_type: str, message: str, frames: list[Frame]) -> dict[str, Any]:
