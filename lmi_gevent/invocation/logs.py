@@ -17,6 +17,7 @@ import time
 import traceback
 from typing import Any, TextIO
 
+from ..config import LOG_LEVELS
 from ..runtime_api.marshal import to_json
 from .context import current_ids
 
@@ -244,8 +245,12 @@ def setup(*, log_format: str, log_level: str | None, telemetry_fd: int | None,
     handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
     root = logging.getLogger()
     root.addHandler(handler)
-    if log_level:
+    if log_level in LOG_LEVELS:
         root.setLevel(log_level)
+    elif log_level:
+        logging.getLogger("lmi_gevent").warning(
+            "AWS_LAMBDA_LOG_LEVEL=%r is not a level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL); "
+            "ignored, as the official client ignores it", log_level)
     return FunctionLog(sink, json_format)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from .. import __version__
 from ..streaming import TRAILER_NAMES
 from .connection import Connection, ConnectionLost
+from .address import runtime_api_address
 from .marshal import to_json
 
 API_PREFIX = "/2018-06-01/runtime"
@@ -91,9 +92,11 @@ class RuntimeApiClient:
     """Calls to one Runtime API endpoint over one keep-alive connection."""
 
     def __init__(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
+        host_port = runtime_api_address(address)
+        if host_port is None:
+            raise ValueError(f"AWS_LAMBDA_RUNTIME_API: not host:port: {address!r}")
         self.address = address
-        self._conn = Connection(host, int(port))
+        self._conn = Connection(*host_port)
 
     def close(self) -> None:
         self._conn.close()
