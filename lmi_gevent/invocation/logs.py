@@ -18,6 +18,7 @@ import traceback
 from typing import Any, TextIO
 
 from ..config import LOG_LEVELS
+from ..runtime_api.errors import OWN_STACKLESS_ERRORS
 from ..runtime_api.marshal import to_json
 from .context import current_ids
 
@@ -203,7 +204,9 @@ def _error_lines(body: dict[str, Any]) -> list[str]:
             head += ":"
     if body.get("errorMessage"):
         head += " " + body["errorMessage"]
-    lines = [head, "Traceback (most recent call last):"]
+    lines = [head]
+    if body.get("stackTrace") or body.get("errorType") not in OWN_STACKLESS_ERRORS:
+        lines.append("Traceback (most recent call last):")
     for entry in body.get("stackTrace") or []:
         if entry == "":
             lines.append("")
