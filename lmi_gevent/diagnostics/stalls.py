@@ -163,6 +163,7 @@ class StallDetector:
         self._run = _Run(0, perf_counter(), current, _context_of(current))
         self._previous_trace = greenlet.settrace(self._on_switch)
         self._started = True
+        _start_sampler_thread(self._sample_long_run, self.threshold / 2)
         # A child forked without exec has no monitor thread and is not the runtime.
         os.register_at_fork(after_in_child=self.stop)
 
@@ -185,6 +186,21 @@ class StallDetector:
                 self._take_sample(event.greenlet)
         except Exception:  # noqa: BLE001, S110 - see above; a lost sample only degrades the stack
             pass
+
+    def _sample_long_run(self) -> bool:
+        # Runs in a native thread of its own. gevent reports a block only after two looks a
+        # period apart inside it, and formats every stack before it tells us; one long C call
+        # (allocating and touching a large buffer) holds the GIL throughout, so its first look
+        # comes when the call is over and the handler is gone by the second. This look samples
+        # the run as soon as the thread gets the GIL: the stack is still the handler's.
+        try:
+            run = self._run
+            if (run.greenlet not in (self.hub, None)
+                    and perf_counter() - run.started >= self.threshold):
+                self._take_sample(run.greenlet)
+        except Exception:  # noqa: BLE001, S110 - a lost sample only degrades the stack
+            pass
+        return self._started
 
     def _take_sample(self, blocked: Any) -> None:
         run = self._run
@@ -426,6 +442,21 @@ def _start_monitor_thread(hub: Any, sample_period: float) -> Any:
         # gevent < 25.4.1: this method is the documented place to redirect its report.
         monitor._show_blocking_report = lambda hub, report, greenlet: (greenlet, report)
     return monitor
+
+
+def _start_sampler_thread(sample: Callable[[], bool], period: float) -> None:
+    """Call ``sample`` every ``period`` seconds from a native thread until it returns False."""
+    from gevent import monkey
+
+    sleep = monkey.get_original("time", "sleep")
+
+    def loop() -> None:
+        while True:
+            sleep(period)
+            if not sample():
+                return
+
+    monkey.get_original("_thread", "start_new_thread")(loop, ())
 
 
 def _line_break() -> str:
