@@ -49,11 +49,15 @@ _OFFICIAL = {True: OfficialEncoder(True), False: OfficialEncoder(False)}
 
 def to_json(value: Any, ensure_ascii: bool = ENSURE_ASCII) -> str:
     """Encode ``value`` as the official client does (raises what its encoder raises)."""
-    if _is_plain(value, ensure_ascii):
+    if _is_plain(value):
         try:
-            return _ujson_dumps(value, ensure_ascii)
+            text = _ujson_dumps(value, ensure_ascii)
         except (TypeError, OverflowError, ValueError):
             pass  # nested past ujson's depth limit, a lone surrogate...: the official road decides
+        else:
+            # U+007F is the one character ujson leaves raw that the official client escapes.
+            if not (ensure_ascii and "\x7f" in text):
+                return text
     return _OFFICIAL[ensure_ascii].encode(value)
 
 
@@ -89,40 +93,38 @@ def encode_response(value: Any) -> tuple[bytes, str]:
 
 # --- which values ujson writes exactly as the official client would ---
 
-_PLAIN_SCALARS = (int, bool, type(None))
 # Python writes floats below 1e-4 or from 1e16 in exponent form, where ujson's spelling differs.
 _PLAIN_FLOAT_LOW, _PLAIN_FLOAT_HIGH = 1e-4, 1e16
 
 
-def _is_plain(value: Any, ensure_ascii: bool) -> bool:
+def _is_plain(value: Any) -> bool:
     """True when ``value`` is only dicts with ``str`` keys, lists, strings, numbers, booleans
-    and None (exact types), with no container reached twice (so no cycle), and no float or
-    character ujson spells differently. A linear, early-exit walk that records what it saw."""
+    and None (exact types), with no container reached twice (so no cycle), and no float ujson
+    spells differently. A linear, early-exit walk that records what it saw."""
     seen: set[int] = set()
     stack = [value]
+    pop, extend, see = stack.pop, stack.extend, seen.add
     while stack:
-        item = stack.pop()
+        item = pop()
         kind = type(item)
-        if kind is str:
-            if ensure_ascii and "\x7f" in item:
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        elif kind is dict or kind is list:
+            count = len(seen)
+            see(id(item))
+            if len(seen) == count:
                 return False
+            if kind is list:
+                extend(item)
+                continue
+            for key in item:
+                if type(key) is not str:
+                    return False
+            extend(item.values())
         elif kind is float:
             size = abs(item)
             if size and (size < _PLAIN_FLOAT_LOW or size >= _PLAIN_FLOAT_HIGH):
                 return False
-        elif kind in _PLAIN_SCALARS:
-            continue
-        elif kind is dict or kind is list:
-            if id(item) in seen:
-                return False
-            seen.add(id(item))
-            if kind is list:
-                stack.extend(item)
-                continue
-            for key in item:
-                if type(key) is not str or (ensure_ascii and "\x7f" in key):
-                    return False
-            stack.extend(item.values())
         else:
             return False
     return True
