@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import collections
+import datetime
+import enum
 import decimal
 import json
 import math
@@ -114,7 +116,28 @@ HOSTILE_VALUES = {
     "nan and inf": lambda: [math.nan, -math.inf], "small float": lambda: [1e-7, 1e16],
     "deep nesting": lambda: _nested(100_000), "bad utf-8 bytes inside": lambda: [b"\xff"],
     "DEL character": lambda: "\x7f", "shared (not cyclic) list": lambda: (lambda x: [x, x])([1]),
+    "enums": lambda: [_Colour.RED, _Size.BIG, {_Colour.RED: 1}],
+    "subclasses": lambda: collections.defaultdict(list, a=[_Float(1.5), _Str("s")]),
+    "datetime": lambda: {"at": datetime.datetime(2026, 1, 1)}, "frozenset": lambda: frozenset(),
+    "bytearray": lambda: bytearray(b"ab"), "memoryview": lambda: memoryview(b"ab"),
+    "range": lambda: range(3), "complex": lambda: 1j,
 }
+
+
+class _Colour(enum.IntEnum):
+    RED = 1
+
+
+class _Size(str, enum.Enum):
+    BIG = "big"
+
+
+class _Float(float):
+    pass
+
+
+class _Str(str):
+    pass
 
 
 def _nested(depth: int) -> object:
