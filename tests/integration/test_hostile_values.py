@@ -7,7 +7,9 @@ one process and with 2 workers; afterwards the runtime still stops on SIGTERM.
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,16 @@ def test_each_hostile_value_gets_one_answer_and_the_slot_keeps_serving(
         assert runtime.returncode is None, runtime.output()
         runtime.send_signal(signal.SIGTERM)
         assert runtime.wait(timeout=20) == 0, runtime.output()
+        assert group_is_gone(runtime.pid), "a process of the runtime is still running"
+
+
+def group_is_gone(group: int, timeout: float = 10) -> bool:
+    """True once no process is left in the runtime's process group (its workers included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
