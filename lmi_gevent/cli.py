@@ -19,8 +19,10 @@ USAGE = """\
 usage: lmi-gevent HANDLER
        lmi-gevent local HANDLER [--port 8080] [--host H] [--concurrency N] [--workers K]
                               [--timeout S] [--queue Q] [--function-url] [--env K=V ...]
-       lmi-gevent check HANDLER [--event FILE] [--concurrency N] [--root DIR]
-                              [--threshold S] [--timeout S] [--json]
+                              [--root DIR]
+       lmi-gevent check HANDLER [--event FILE ...] [--concurrency N] [--root DIR]
+                              [--env K=V ...] [--threshold S] [--timeout S]
+                              [--no-variants] [--format text|json]
        lmi-gevent --help | --version
 
 Run a Python Lambda handler (module.function, pkg.module.function or pkg/module.function)

@@ -116,6 +116,13 @@ def _seconds(env: str, raw: str) -> float:
     return value
 
 
+def _count(env: str, raw: str) -> int:
+    text = raw.strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(env, f"expected a whole number >= 1, got {raw!r}")
+    return int(text)
+
+
 def _on_off(env: str, raw: str) -> bool:
     text = raw.strip().lower()
     if text in ("", "1", "true", "yes", "on"):
@@ -175,6 +182,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_restart_max", "LMI_GEVENT_WORKER_RESTART_MAX", _seconds, 10.0,
             "Cap, in seconds, on the delay before replacing a dead worker; a worker that "
             "lived longer than this resets the back-off."),
+    Setting("worker_restart_limit", "LMI_GEVENT_WORKER_RESTART_LIMIT", _count, 10,
+            "Replacements of one worker that died young (before it served, or sooner than "
+            "LMI_GEVENT_WORKER_RESTART_MAX) in a row before the runtime gives up and exits 1, "
+            "so the platform replaces the execution environment."),
     Setting("worker_heartbeat", "LMI_GEVENT_WORKER_HEARTBEAT", _seconds, 0.5,
             "Seconds between a worker's event-loop heartbeats in the shared status the "
             "supervisor reads (0 turns them off)."),
@@ -214,6 +225,11 @@ SETTINGS: tuple[Setting, ...] = (
             "LMI_GEVENT_STALL_THRESHOLD (2 s by default), the stall detector reports the block "
             "while it lasts (the invocation, how long so far, the stack), again at twice that "
             "time, four times, and so on."),
+    Setting("wedge_timeout", "LMI_GEVENT_WEDGE_TIMEOUT", _seconds_or_off, 10.0,
+            "Concurrent mode: once the event loop has not run for this many seconds, a native "
+            "thread answers the invocation holding it and those handed to its open polls with "
+            "`Runtime.WorkerWedged`, and the process exits (a supervisor replaces it; `off`: "
+            "wait for the deadline + LMI_GEVENT_DEADLINE_GRACE instead)."),
     Setting("deadline_grace", "LMI_GEVENT_DEADLINE_GRACE", _seconds_or_off, 1.0,
             "Concurrent mode: seconds past an invocation's deadline after which its greenlet is "
             "killed, the invocation answered with a timeout error and its slot reused "
@@ -260,6 +276,7 @@ class Config:
     workers: str | int
     worker_restart_initial: float
     worker_restart_max: float
+    worker_restart_limit: int
     worker_heartbeat: float
     log_format: str
     log_level: str | None
@@ -273,6 +290,7 @@ class Config:
     answer_retry_budget: float
     stall_threshold: float | None
     wedge_after: float
+    wedge_timeout: float | None
     deadline_grace: float | None
     psycopg2_wait_callback: bool
     grpc_gevent: bool

@@ -6,9 +6,11 @@
    slots); otherwise ``gevent.monkey.patch_all()`` before anything could import ssl,
    threading, urllib3 or the handler;
 3. set up the function's log (text or JSON; stdout, the telemetry fd or the LMI log socket);
-4. load the handler; on failure post ``/init/error`` once and exit non-zero;
+4. load the handler and run its lifespan startup (an ASGI app's); on failure post
+   ``/init/error`` once and exit non-zero;
 5. serve: the sequential loop, or N slot greenlets;
-6. on SIGTERM/SIGINT stop polling, drain the invocations in flight, exit 0.
+6. on SIGTERM/SIGINT stop polling, drain the invocations in flight, run the lifespan
+   shutdown, exit 0.
 
 Steps 1-2 import only this module, :mod:`lmi_gevent.config` and
 :mod:`lmi_gevent.workers.assignment`; every later step imports what it uses inside the
@@ -17,10 +19,11 @@ function, after step 2 has decided whether to patch (docs/design.md, invariants 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 from . import config as settings
 from .workers import assignment as assignments
@@ -75,7 +78,7 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
 
     Step 2 is over, so the serving layers may be imported now (they import ``logging`` and
     with it ``threading``, which must come after ``patch_all``)."""
-    from .invocation import logs
+    from .invocation import coroutines, logs
     from .invocation.loader import load_handler
     from .runtime_api import errors
     from .runtime_api.client import PlatformFailure, RuntimeApiClient
@@ -84,13 +87,21 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     # Step 3: the function's log; from here on every failure is reported through it.
     if worker is not None:
         scoreboard.attach(worker.status_fd, worker.index, worker.slot_table)
-    function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
-                              telemetry_fd=config.telemetry_fd, log_socket=config.log_socket)
+    try:
+        function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
+                                  telemetry_fd=config.telemetry_fd, log_socket=config.log_socket)
+    except OSError as problem:  # the log socket: report through stdout instead
+        function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
+                                  telemetry_fd=config.telemetry_fd, log_socket=None)
+        problems = [*problems, settings.ConfigError(
+            "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET",
+            f"cannot connect to the log socket {config.log_socket!r}: {problem}")]
     client = RuntimeApiClient(config.runtime_api)
     if problems:
         body = errors.error_body(errors.CONFIGURATION_ERROR,
                                  "; ".join(str(problem) for problem in problems), None)
-        return report_init_error(client, function_log, body, config.answer_retry)
+        code = report_init_error(client, function_log, body, config.answer_retry)
+        return code if worker is None else INIT_ERROR_EXIT
     if early_imports:
         log.warning("Imported before gevent could patch them, so they may block every "
                     "invocation at once: %s. Remove them from sitecustomize/PYTHONSTARTUP/.pth "
@@ -101,12 +112,18 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     slots = worker.slots if worker else config.max_concurrency  # this process's share
     if config.concurrent:
         from . import integrations
+        from .serving import event_loop
         integrations.install(config, slots)
+        event_loop.install()  # async handlers share one loop, in a greenlet of its own
     if config.sentry_integration:  # both modes: the integration misses awslambdaric in both
         from .integrations import sentry
         sentry.install()
+    from .serving import function_signals
+    function_signals.install()  # the function's SIGTERM/SIGINT handlers run after the drain
     try:
-        handler = load_handler(handler_name)
+        with _exit_reported_during_init(handler_name, client, function_log, config, worker):
+            handler = load_handler(handler_name)
+        lifespan = coroutines.start_lifespan(handler)  # ASGI startup, before the first poll
     except BaseException as problem:  # noqa: BLE001 - SystemExit at import is an init error too
         body, _ = errors.describe_exception(problem)
         if worker is None:
@@ -133,6 +150,39 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
     except PlatformFailure as failure:
         log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
         return 1 if worker is None else PLATFORM_FAILURE_EXIT
+    finally:
+        coroutines.stop_lifespan(lifespan)  # after the drain: every answer is out
+
+
+@contextlib.contextmanager
+def _exit_reported_during_init(handler_name: str, client: RuntimeApiClient,
+                               function_log: FunctionLog, config: Config,
+                               worker: WorkerAssignment | None) -> Iterator[None]:
+    """``os._exit`` while the handler's module is imported is an init failure: report it as
+    one, then exit non-zero. Only in this process: a child the module forks exits as asked."""
+    from .runtime_api import errors
+
+    real_exit, runtime_pid = os._exit, os.getpid()
+
+    def exit_during_init(status: int) -> NoReturn:
+        code = status
+        if os.getpid() != runtime_pid:
+            real_exit(code)
+        message = (f"Runtime exited with error: os._exit({code}) while loading the handler "
+                   f"{handler_name}")
+        body = errors.error_body(errors.WORKER_EXIT_ERROR, message, None)
+        if worker is not None and worker.replacement:
+            log.error("Replacement worker %d: %s", worker.index, message)
+            function_log.unhandled_error(body)
+        else:
+            report_init_error(client, function_log, body, config.answer_retry)
+        real_exit(INIT_ERROR_EXIT if worker is not None else (code or 1))
+
+    os._exit = exit_during_init
+    try:
+        yield
+    finally:
+        os._exit = real_exit
 
 
 def report_init_error(client: RuntimeApiClient, function_log: FunctionLog,
@@ -164,13 +214,13 @@ def report_init_error(client: RuntimeApiClient, function_log: FunctionLog,
 def _serve_sequentially(config: Config, handler: Any, function_log: FunctionLog,
                         client: RuntimeApiClient) -> int:
     from .invocation.invoker import Invoker
-    from .serving.sequential import Backoff, Stopper, serve
+    from .serving.sequential import Backoff, Stopper, end_after_stop, serve
 
     invoker = Invoker(handler, function_log, process_wide=True, retry=config.answer_retry)
     stopper = Stopper()
     stopper.install()
     serve(client, invoker, Backoff(config.retry_initial, config.retry_max), stopper)
-    return 0
+    return end_after_stop(stopper.signum)
 
 
 def _serve_concurrently(config: Config, handler: Any, function_log: FunctionLog,
@@ -195,4 +245,4 @@ def _serve_concurrently(config: Config, handler: Any, function_log: FunctionLog,
                             drain_timeout=config.drain_timeout,
                             retry_initial=config.retry_initial, retry_max=config.retry_max,
                             heartbeat=config.worker_heartbeat, pool_record=pool_record,
-                            detector=detector)
+                            detector=detector, wedge_timeout=config.wedge_timeout)

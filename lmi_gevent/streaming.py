@@ -68,7 +68,15 @@ def http_stream(chunks: Iterable[Chunk], status: int = 200,
 
 
 def http_prelude(status: int, headers: Mapping[str, str], cookies: Sequence[str]) -> bytes:
-    """The JSON prelude and its 8-NUL separator. JSON escapes NUL, so none can appear inside."""
+    """The JSON prelude and its 8-NUL separator. JSON escapes NUL, so none can appear inside.
+
+    Raises ``ForbiddenHeader`` (a ValueError naming the header) for a name that is not an
+    HTTP token or a value with CR, LF or another control character (docs/http.md)."""
+    # Imported here: lmi_gevent.http's package imports this module (wsgi_handler streams).
+    from .http.headers import check_cookies, check_fields
+    check_fields((name, value if isinstance(value, str) else str(value))
+                 for name, value in headers.items())
+    check_cookies(cookie if isinstance(cookie, str) else str(cookie) for cookie in cookies)
     document: dict[str, Any] = {"statusCode": int(status), "headers": dict(headers)}
     if cookies:
         document["cookies"] = list(cookies)

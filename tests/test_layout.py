@@ -1,5 +1,6 @@
 """The package's layout rules (tools/layout_check.py): no import cycle, no reach into another
-module's private names. The checker itself is tested on a small package made here."""
+module's private names, an emulator independent of the runtime. The checker itself is tested on
+small packages made here."""
 
 from __future__ import annotations
 
@@ -63,3 +64,15 @@ def test_private_names_of_another_module_are_found(tmp_path: Path) -> None:
         "lmi_gevent.b imports the private _HIDDEN from lmi_gevent.a",
         "lmi_gevent.c reads the private lmi_gevent.a._helper (line 2)",
     ]
+
+
+def test_the_emulator_may_not_import_the_runtime(tmp_path: Path) -> None:
+    root = write_package(tmp_path, {
+        "__init__.py": "",
+        "streaming.py": "SEPARATOR = bytes(8)\n",
+        "emulator/__init__.py": "",
+        "emulator/wire.py": "",
+        "emulator/relay.py": "from . import wire\nfrom ..streaming import SEPARATOR\n",
+    })
+    assert load_checker().problems(root) == [
+        "lmi_gevent.emulator.relay imports lmi_gevent.streaming, outside the emulator"]

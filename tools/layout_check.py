@@ -2,7 +2,9 @@
 
 * no import cycle inside ``lmi_gevent``: every import counts, at module level or inside a
   function, except those under ``if TYPE_CHECKING:``;
-* no module takes another module's private names (``from .x import _y``, ``x._y``).
+* no module takes another module's private names (``from .x import _y``, ``x._y``);
+* the emulator imports nothing of the runtime: it is an independent check of the runtime, so
+  it states the platform's rules itself.
 
     python tools/layout_check.py        exit 1 and one line per problem, or exit 0
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "lmi_gevent"
+EMULATOR = f"{PACKAGE}.emulator"
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:
@@ -170,6 +173,10 @@ def problems(root: Path = ROOT) -> list[str]:
     found = [f"import cycle: {' <-> '.join(component)}"
              for component in cycles({name: m.depends for name, m in parsed.items()})]
     for name, module in sorted(parsed.items()):
+        if name == EMULATOR or name.startswith(EMULATOR + "."):
+            found += [f"{name} imports {target}, outside the emulator" for target in
+                      sorted(module.depends) if not target.startswith(EMULATOR)
+                      and target != PACKAGE]
         found += [f"{name} imports the private {what}" for what in module.private_imports]
         found += [f"{name} reads the private {what}" for what in module.private_reads()]
     return found

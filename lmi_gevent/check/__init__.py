@@ -9,12 +9,14 @@ A migration doctor, in three steps:
    loaded extension modules known to block the whole process, with the fix for each.
 2. **Run** the real runtime (``python -m lmi_gevent HANDLER`` with
    ``AWS_LAMBDA_MAX_CONCURRENCY=N`` and a low ``LMI_GEVENT_STALL_THRESHOLD``) against the
-   embedded emulator: one warm-up invocation, one alone, then N at once, all with the
-   sample event.
+   embedded emulator: a warm-up invocation, a second one, one alone, then N at once twice,
+   with distinct events (:mod:`.events`).
 3. **Judge**: the invocations overlapped when the N together took clearly less than N times
    one alone (the emulator's ``max_in_flight`` cannot tell: invocations stuck behind a
-   blocked hub still count as in flight); every stall the detector logged is named with
-   its stack. Exit 0 when nothing blocks, 1 when something does, 2 for bad usage.
+   blocked hub still count as in flight); a stall that recurs after the warm-up is a
+   blocker, one on first use only is a warm-up warning; process state rewritten by
+   invocations is a blocker; a runtime that died is a crash. Exit 0 when nothing blocks, 1
+   when something does, 2 for bad usage.
 
 One module per step: :mod:`.risks` (the table of blocking libraries), :mod:`.probe` (step 1),
 :mod:`.run` (step 2), :mod:`.findings` (step 3), :mod:`.report` (the text report), and
@@ -31,7 +33,7 @@ import os
 import sys
 from typing import Any
 
-from .findings import Finding, import_findings, overlap_verdict, run_findings
+from .findings import Finding, import_findings, overlap_verdict, run_findings, unused_risks
 from .options import PROG, Options, UsageError, ArgparseExit, parse_options
 from .probe import import_handler
 from .report import render_text
@@ -71,27 +73,43 @@ def deployed_workers(concurrency: int) -> dict[str, Any]:
     loaded, problems = settings.load(env)
     if problems:
         return {"count": None, "setting": env.get("LMI_GEVENT_WORKERS"),
-                "problem": str(problems[0])}
+                "problem": str(problems[0]), "checked_with": 1}
     count = loaded.worker_count()
     return {"count": count, "setting": str(loaded.workers),
-            "slots_per_worker": slot_shares(concurrency, count)}
+            "slots_per_worker": slot_shares(concurrency, count),
+            "checked_with": 1}  # check runs one process: no finding depends on the count
+
+
+def versions() -> dict[str, str]:
+    """The Python and gevent the runtime ran on (check starts it with this interpreter)."""
+    import platform
+    from importlib import metadata
+
+    try:
+        gevent = metadata.version("gevent")
+    except metadata.PackageNotFoundError:
+        gevent = "not installed"
+    return {"python": platform.python_version(), "implementation":
+            platform.python_implementation(), "gevent": gevent}
 
 
 def run_check(options: Options) -> dict[str, Any]:
     """Steps 1-3; the report as a JSON-ready dict."""
     findings: list[Finding] = []
     imported = import_handler(options)
-    findings += import_findings(imported)
     run = None
     if imported.get("error") is None:
         run = run_handler(options)
         findings += run_findings(run, options)
+    findings = import_findings(imported, run) + findings
     findings.sort(key=lambda finding: finding.severity != "blocker")
     blockers = sum(1 for finding in findings if finding.severity == "blocker")
+    imported["unused_risks"] = unused_risks(imported, run)
     return {
+        "verdict": "ready" if blockers == 0 else "not-ready",
         "handler": options.handler, "root": options.root, "event": options.event_name,
         "concurrency": options.concurrency, "stall_threshold": options.threshold,
-        "workers": deployed_workers(options.concurrency),
+        "versions": versions(), "workers": deployed_workers(options.concurrency),
         "ok": blockers == 0, "blockers": blockers, "warnings": len(findings) - blockers,
         "findings": [finding.as_dict() for finding in findings],
         "import": imported, "run": run,

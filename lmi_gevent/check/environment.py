@@ -15,6 +15,7 @@ def runtime_environment(options: Options) -> dict[str, str]:
     """What the runtime would see on Managed Instances (as far as the handler cares)."""
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
+    env.update(options.env)  # --env: the handler's own settings; check's own keys still win
     env.update({
         "LAMBDA_TASK_ROOT": options.root, "_HANDLER": options.handler,
         "AWS_LAMBDA_MAX_CONCURRENCY": str(options.concurrency),

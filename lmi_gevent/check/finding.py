@@ -7,15 +7,26 @@ from typing import Any, NamedTuple
 
 class Finding(NamedTuple):
     severity: str  # "blocker" or "warning"
-    kind: str  # init-error, stall, no-overlap, failed-invocation, early-import, non-cooperative,
-    #            shared-global, shared-cwd, shared-env, timeout
+    kind: str  # the class: see CLASSES
     message: str
     fix: str = ""
-    details: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()  # the evidence: a stack, log lines
+    site: str = ""  # file:line in the handler's code, when known
 
     def as_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "kind": self.kind, "message": self.message,
-                "fix": self.fix, "details": list(self.details)}
+        return {"severity": self.severity, "class": self.kind, "site": self.site,
+                "message": self.message, "fix": self.fix, "evidence": list(self.details)}
+
+
+# Every class a finding can have, with its severity (docs/check.md explains each).
+CLASSES = {
+    "init-error": "blocker", "crash": "blocker", "failed-invocation": "blocker",
+    "timeout": "blocker", "stall": "blocker", "no-overlap": "blocker",
+    "shared-global": "blocker", "shared-env": "blocker", "shared-cwd": "blocker",
+    "shared-value": "blocker", "shared-container": "blocker",
+    "warm-up": "warning", "variant-failed": "warning", "early-import": "warning",
+    "non-cooperative": "warning", "small-pool": "warning",
+}
 
 
 def stack_lines(stack: list[str]) -> list[str]:

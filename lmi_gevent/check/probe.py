@@ -13,7 +13,7 @@ from typing import Any
 
 from .environment import INIT_TIMEOUT, runtime_environment
 from .options import Options
-from .risks import loaded_risks
+from .risks import loaded_risks, sqlite_in_use
 
 PROBE_FLAG = "--probe-import"  # internal: the subprocess side
 # The settings of the hooks that adapt libraries as the handler imports them (config.py).
@@ -74,8 +74,12 @@ def probe_import(out_path: str, handler: str) -> int:
     started = time.perf_counter()
     error = _config_error(problems) if problems else _load(handler, config.task_root)
     seconds = time.perf_counter() - started
+    risks = loaded_risks(sys.modules)
+    for risk in risks:
+        if risk["on_use"]:
+            risk["used_at_import"] = risk["module"] == "_sqlite3" and sqlite_in_use()
     result = {"init_seconds": round(seconds, 6), "error": error,
-              "imported_before_patching": early, "non_cooperative": loaded_risks(sys.modules),
+              "imported_before_patching": early, "non_cooperative": risks,
               "hooks": _hooks(config)}
     with open(out_path, "w", encoding="utf-8") as out:
         json.dump(result, out)

@@ -12,14 +12,17 @@ def render_text(report: dict[str, Any]) -> str:
     title = (f"{PROG} {report['handler']}  (task root {report['root']}, event "
              f"{report['event']}, {report['concurrency']} at once, stall threshold "
              f"{report['stall_threshold']:g}s)")
-    lines = [title, ""]
+    versions = report["versions"]
+    lines = [title, f"ran on {versions['implementation']} {versions['python']}, gevent "
+                    f"{versions['gevent']}", ""]
     lines += _import_summary(report["import"])
     lines += _run_summary(report["run"], report["concurrency"])
     lines += _workers_summary(report["workers"])
     lines.append("")
     for finding in report["findings"]:
-        lines.append(f"{finding['severity'].upper():8} {finding['message']}")
-        lines += [f"         {detail}" for detail in finding["details"]]
+        lines.append(f"{finding['severity'].upper():8} [{finding['class']}] "
+                     f"{finding['message']}")
+        lines += [f"         {detail}" for detail in finding["evidence"]]
         if finding["fix"]:
             lines.append(f"         fix: {finding['fix']}")
     if report["findings"]:
@@ -39,17 +42,24 @@ def _workers_summary(workers: dict[str, Any]) -> list[str]:
             f"{'/'.join(map(str, sorted(set(shares), reverse=True)))} slot(s) "
             f"(LMI_GEVENT_WORKERS={workers['setting']}); the run above used one process.",
             "  module globals, caches and clients are per worker process (as they are per "
-            "process under awslambdaric): each worker imports the handler and runs its init."]
+            "process under awslambdaric): each worker imports the handler and runs its init.",
+            "  none of the findings depends on the count: stalls, overlap and shared state are "
+            "per process; with K > 1 a crashed worker is replaced and its invocations answered "
+            "with an error, the other workers' invocations are not lost."]
 
 
 def _import_summary(imported: dict[str, Any]) -> list[str]:
     if imported.get("error") is not None:
         return ["import (patched, as the runtime does): FAILED"]
-    risky = ", ".join(risk["module"] for risk in imported.get("non_cooperative") or []) or "none"
+    unused = imported.get("unused_risks") or []
+    risky = ", ".join(risk["module"] for risk in imported.get("non_cooperative") or []
+                      if risk["module"] not in unused) or "none"
     early = ", ".join(imported.get("imported_before_patching") or []) or "none"
     return [f"import (patched, as the runtime does): ok in {imported['init_seconds']:.3f}s",
             f"  imported before patching: {early}",
             f"  known non-cooperative modules loaded: {risky}",
+            *([f"  loaded but never used (harmless until used): {', '.join(unused)}"]
+              if unused else []),
             *_hooks_summary(imported.get("hooks"))]
 
 
@@ -81,15 +91,20 @@ def _run_summary(run: dict[str, Any] | None, concurrency: int) -> list[str]:
         return ["run: skipped (init failed)"]
     if not run["started"]:
         return ["run: the runtime did not start"]
+    probe = [f"  events: {run['probe']['how']}"]
     alone, together = run["alone_seconds"], run["concurrent_seconds"]
     verdict = {True: "overlapped", False: "did NOT overlap",
                None: "too quick to tell whether they overlapped"}[overlap_verdict(run, concurrency)]
     if run.get("timed_out"):
         verdict = "stopped: an invocation did not finish within --timeout"
+    if run.get("crash"):
+        verdict = f"stopped: the runtime process died ({run['crash']['how']})"
     timing = (f"alone {alone:.3f}s, {concurrency} at once {together:.3f}s, effective "
               f"concurrency {run['effective_concurrency']:g} of {concurrency}"
-              if alone is not None and together is not None else "no timings (timed out)")
-    return [f"run (1 warm-up, 1 alone, {concurrency} at once): {verdict}",
-            f"  {timing}",
+              if alone is not None and together is not None else
+              "no timings (the run stopped before N ran at once)")
+    return [f"run (1 warm-up, 1 second, 1 alone, {concurrency} at once, {concurrency} at once "
+            f"again): {verdict}",
+            *probe, f"  {timing}",
             f"  failed invocations: {len(run['failed'])}, stalls: {len(run['stalls'])}, "
             f"shared process state changed by invocations: {len(run.get('shared_state', []))}"]

@@ -15,6 +15,8 @@ class ModuleRisk(NamedTuple):
     fix: str
     # Given the loaded module, False when it has been made cooperative; None: always a risk.
     still_blocks: Callable[[Any], bool] | None = None
+    # Harmless merely imported (tracers import it to patch it): a risk once used.
+    on_use: bool = False
 
 
 def _psycopg2_without_wait_callback(module: Any) -> bool:
@@ -90,11 +92,12 @@ MODULE_RISKS: tuple[ModuleRisk, ...] = (
                "libzmq sockets wait inside C", "`import zmq.green as zmq`", _zmq_not_green),
     ModuleRisk("_sqlite3", "sqlite3",
                "each call runs to completion in C (disk I/O, waiting on a database lock)",
-               "keep statements short, or run long ones in gevent's threadpool"),
+               "keep statements short, or run long ones in gevent's threadpool",
+               on_use=True),
 )
 
 
-def loaded_risks(modules: dict[str, Any]) -> list[dict[str, str]]:
+def loaded_risks(modules: dict[str, Any]) -> list[dict[str, Any]]:
     """The libraries of :data:`MODULE_RISKS` that are loaded and still block."""
     found = []
     for risk in MODULE_RISKS:
@@ -107,5 +110,14 @@ def loaded_risks(modules: dict[str, Any]) -> list[dict[str, str]]:
             blocks = True
         if blocks:
             found.append({"module": risk.module, "library": risk.library, "why": risk.why,
-                          "fix": risk.fix})
+                          "fix": risk.fix, "on_use": risk.on_use})
     return found
+
+
+def sqlite_in_use() -> bool:
+    """A sqlite3 connection exists now (the handler opened a database at import)."""
+    import gc
+
+    connection = getattr(sys.modules.get("sqlite3"), "Connection", None)
+    return connection is not None and any(isinstance(item, connection)
+                                          for item in gc.get_objects())

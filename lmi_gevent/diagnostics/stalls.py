@@ -56,6 +56,7 @@ import greenlet
 
 from ..invocation.context import REQUEST_ID, TENANT_ID
 from ..workers import scoreboard
+from .shared_state import GLOBALS_ENV
 from .stacks import Frame, call_site, format_stack, frames_from, user_stack
 
 log = logging.getLogger("lmi_gevent")
@@ -151,6 +152,9 @@ class StallDetector:
         self._flush_scheduled = False
         self._previous_trace: Callable[[str, Any], Any] | None = None
         self._started = False
+        # Under `lmi-gevent check` every repeat is logged: check tells a one-time stall on
+        # first use from one that recurs in steady state.
+        self.report_repeats = bool(os.environ.get(GLOBALS_ENV))
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -158,12 +162,13 @@ class StallDetector:
         monitor = _start_monitor_thread(self.hub, sample_period=self.threshold / 2)
         if self.wedge_after is not None:
             monitor.add_monitoring_function(self._watch_for_wedge, self.threshold / 2)
+        monitor.add_monitoring_function(self._sample_early, self.threshold / 2)
         gevent.events.subscribers.append(self._on_event_loop_blocked)
         current = greenlet.getcurrent()
         self._run = _Run(0, perf_counter(), current, _context_of(current))
         self._previous_trace = greenlet.settrace(self._on_switch)
         self._started = True
-        _start_sampler_thread(self._sample_long_run, self.threshold / 2)
+        self._start_sampler_thread()
         # A child forked without exec has no monitor thread and is not the runtime.
         os.register_at_fork(after_in_child=self.stop)
 
@@ -187,21 +192,6 @@ class StallDetector:
         except Exception:  # noqa: BLE001, S110 - see above; a lost sample only degrades the stack
             pass
 
-    def _sample_long_run(self) -> bool:
-        # Runs in a native thread of its own. gevent reports a block only after two looks a
-        # period apart inside it, and formats every stack before it tells us; one long C call
-        # (allocating and touching a large buffer) holds the GIL throughout, so its first look
-        # comes when the call is over and the handler is gone by the second. This look samples
-        # the run as soon as the thread gets the GIL: the stack is still the handler's.
-        try:
-            run = self._run
-            if (run.greenlet not in (self.hub, None)
-                    and perf_counter() - run.started >= self.threshold):
-                self._take_sample(run.greenlet)
-        except Exception:  # noqa: BLE001, S110 - a lost sample only degrades the stack
-            pass
-        return self._started
-
     def _take_sample(self, blocked: Any) -> None:
         run = self._run
         if run.greenlet is not blocked or (self._sample is not None
@@ -216,6 +206,35 @@ class StallDetector:
             sample.tenant_id = run.context.get(TENANT_ID)
         if self._run.number == run.number:  # still the same block: all of it belongs to it
             self._sample = sample
+
+    def _sample_early(self, hub: Any) -> None:
+        # gevent's own check formats a full report (source lines of every thread) before it
+        # tells us; a block that starves this thread of the GIL is often over by then, and
+        # the stall was pinned on the next yield. A run already long is sampled here first.
+        try:
+            run = self._run
+            if (run.greenlet not in (self.hub, None)
+                    and perf_counter() - run.started >= self.threshold / 4):
+                self._take_sample(run.greenlet)
+        except Exception:  # noqa: BLE001, S110 - as in _on_event_loop_blocked
+            pass
+
+    def _start_sampler_thread(self) -> None:
+        # A native thread of its own samples long runs, so that a monitor thread busy
+        # formatting gevent's report cannot miss them: one long C call holding the GIL
+        # (building a 1 GB buffer) gives gevent no look inside the block, and the handler
+        # yields soon after it ends; this thread looks as soon as the GIL is free again.
+        from gevent.monkey import get_original
+
+        start_new_thread = get_original("_thread", "start_new_thread")
+        sleep = get_original("time", "sleep")
+
+        def sample_while_started() -> None:
+            while self._started:
+                sleep(self.threshold / 4)
+                self._sample_early(self.hub)
+
+        start_new_thread(sample_while_started, ())
 
     def holder(self) -> Holder | None:
         """Who holds the event loop now, for how long, and where; None while the hub runs.
@@ -354,6 +373,10 @@ class StallDetector:
         elif site.count >= site.next_summary:
             site.next_summary *= 10
             self._log_summary(stall, site)
+        elif self.report_repeats:
+            log.warning("The event loop was blocked again at %s: invocation %s, %.3fs.",
+                        site.where, stall.request_id or "-", stall.seconds,
+                        extra={"stall": self._fields(stall, site)})
 
     def _log_first(self, stall: Stall, site: CallSite) -> None:
         # Greenlets start with an empty context: one a handler spawned carries no request id.
@@ -442,21 +465,6 @@ def _start_monitor_thread(hub: Any, sample_period: float) -> Any:
         # gevent < 25.4.1: this method is the documented place to redirect its report.
         monitor._show_blocking_report = lambda hub, report, greenlet: (greenlet, report)
     return monitor
-
-
-def _start_sampler_thread(sample: Callable[[], bool], period: float) -> None:
-    """Call ``sample`` every ``period`` seconds from a native thread until it returns False."""
-    from gevent import monkey
-
-    sleep = monkey.get_original("time", "sleep")
-
-    def loop() -> None:
-        while True:
-            sleep(period)
-            if not sample():
-                return
-
-    monkey.get_original("_thread", "start_new_thread")(loop, ())
 
 
 def _line_break() -> str:

@@ -137,7 +137,7 @@ def serve_connection(sock: socket.socket, address: Any, *, router: Router,
     except wire.BadRequest as exc:
         if on_bad_request is not None:
             on_bad_request()
-        _try_send(conn, 400, {"errorType": "BadRequest", "errorMessage": str(exc)})
+        _try_send(conn, exc.status, {"errorType": "BadRequest", "errorMessage": str(exc)})
     except (ConnectionResetError, BrokenPipeError):
         # Linux answers close() with RST instead of FIN only when unread data was left in
         # the receive buffer: the peer never read what we wrote last. (A RST that follows

@@ -14,17 +14,28 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..http.wsgi import default_binary_rule
-from ..streaming import HTTP_INTEGRATION_CONTENT_TYPE, PRELUDE_SEPARATOR
 from .wire import Request
 
 URL_ID = "localfunctionurl"
+# The platform's rules, stated here again on purpose: the emulator checks the runtime, so it
+# never borrows the runtime's own constants (docs/design.md, "The packages").
+# A streamed HTTP answer: this content type, a JSON prelude, 8 NUL bytes, then the body.
+HTTP_INTEGRATION_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
+PRELUDE_SEPARATOR = bytes(8)
+# Request bodies a Function URL passes as text; any other type, or any compression, is base64.
+TEXTUAL_MEDIA_TYPES = frozenset({
+    "application/json", "application/javascript", "application/ecmascript", "application/xml",
+    "application/x-www-form-urlencoded", "application/graphql", "application/x-ndjson",
+})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Framing is the emulator's own business: these never pass from the function to the client.
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 _FUNCTION_ERROR_BODY = b'{"Message":"Internal Server Error"}'
@@ -36,6 +47,15 @@ Fields = list[tuple[str, str]]
 
 class BadAnswer(ValueError):
     """The function's answer cannot be turned into an HTTP response."""
+
+
+def is_textual(content_type: str, content_encoding: str) -> bool:
+    """Whether the Function URL hands this request body to the function as text."""
+    if content_encoding and content_encoding.strip().lower() != "identity":
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return (not media or media.startswith("text/") or media in TEXTUAL_MEDIA_TYPES
+            or media.endswith(("+json", "+xml")))
 
 
 def build_event(request: Request, client_ip: str, port: int) -> dict[str, Any]:
@@ -87,7 +107,7 @@ def build_event(request: Request, client_ip: str, port: int) -> dict[str, Any]:
 
 
 def _add_body(event: dict[str, Any], body: bytes, headers: dict[str, str]) -> None:
-    textual = not default_binary_rule(headers.get("content-type", ""), headers.get("content-encoding", ""))
+    textual = is_textual(headers.get("content-type", ""), headers.get("content-encoding", ""))
     if textual:
         try:
             event["body"] = body.decode("utf-8")
@@ -127,14 +147,30 @@ def _status_and_headers(document: dict[str, Any]) -> tuple[int, Fields]:
         status = int(document.get("statusCode", 200))
     except (TypeError, ValueError):
         raise BadAnswer(f"statusCode is not a number: {document.get('statusCode')!r}") from None
-    if not 100 <= status <= 599:
-        raise BadAnswer(f"statusCode {status} is not an HTTP status")
+    if not 200 <= status <= 599:
+        raise BadAnswer(f"statusCode {status} is not the status of a final HTTP response")
+    headers = document.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise BadAnswer("headers is not an object")
     fields: Fields = []
-    for name, value in (document.get("headers") or {}).items():
+    for name, value in headers.items():
         if str(name).lower() not in _HOP_BY_HOP:
-            fields.append((str(name), str(value)))
-    fields.extend(("Set-Cookie", str(cookie)) for cookie in document.get("cookies") or ())
+            fields.append(_field(str(name), value))
+    fields.extend(_field("Set-Cookie", cookie) for cookie in document.get("cookies") or ())
     return status, fields
+
+
+def _field(name: str, value: Any) -> tuple[str, str]:
+    """One answer header, refused when HTTP forbids it: the emulator's own copy of the rule
+    (docs/http.md, "What the adapter refuses"), so a plain handler's answer is checked too."""
+    text = value if isinstance(value, str) else str(value)
+    if not _TOKEN.match(name):
+        raise BadAnswer(f"header name {name[:80]!r} is not an HTTP token")
+    bad = _FORBIDDEN_IN_VALUE.search(text)
+    if bad:
+        raise BadAnswer(f"header {name} carries the control character {bad.group()!r}, which "
+                        "HTTP forbids in a value")
+    return name, text
 
 
 def split_stream(content_type: str, chunks: Iterator[bytes]) -> tuple[int, Fields, Iterator[bytes]]:

@@ -20,6 +20,7 @@ from .control_api import CONTROL_PREFIX, ControlApi
 from .runtime_api import apply_fault
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
+_INVOCATION_TYPES = ("requestresponse", "event", "dryrun")
 
 
 class InvokeApi:
@@ -63,6 +64,11 @@ class InvokeApi:
 
     def _build(self, request: wire.Request) -> Invocation | CallerAnswer:
         headers = request.headers
+        kind = headers.get("x-amz-invocation-type", "RequestResponse")
+        if kind.lower() not in _INVOCATION_TYPES:
+            return _error_answer(400, "InvalidParameterValueException",
+                                 f"X-Amz-Invocation-Type {kind[:64]!r} is not one of RequestResponse, "
+                                 "Event, DryRun")
         if len(request.body) > MAX_EVENT_BYTES:
             return _error_answer(413, "RequestEntityTooLargeException",
                                  f"Request must be smaller than {MAX_EVENT_BYTES} bytes for the InvokeFunction operation")

@@ -89,6 +89,13 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _root(text: str) -> str:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: not a directory (it must hold the "
+                                         "handler's module)")
+    return os.path.abspath(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog=PROG, description="Run a Lambda handler behind a local Invoke API.")
     parser.add_argument("handler", metavar="HANDLER", help="module.function, e.g. app.handler")
@@ -110,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "handler streams (the Invoke API moves to a free loopback port)")
     parser.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment variable for the runtime (repeatable)")
+    parser.add_argument("--root", type=_root, default=None, metavar="DIR",
+                        help="the task root holding the handler's module: LAMBDA_TASK_ROOT and "
+                             "the runtime's working directory (default: the current directory)")
     return parser
 
 
@@ -148,7 +158,7 @@ def runtime_environment(args: argparse.Namespace, runtime_api: str) -> dict[str,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
         "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/function",
         "AWS_LAMBDA_LOG_STREAM_NAME": "$LATEST/local",
-        "LAMBDA_TASK_ROOT": os.getcwd(),
+        "LAMBDA_TASK_ROOT": getattr(args, "root", None) or os.getcwd(),
         "PYTHONUNBUFFERED": "1",  # logs reach the terminal as they happen
     })
     env.setdefault("AWS_REGION", "us-east-1")
@@ -271,7 +281,8 @@ class _Session:
         try:
             self.child = gsubprocess.Popen(
                 self.command, env=runtime_environment(self.args, self.server.runtime_api),
-                stdin=gsubprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent())
+                cwd=self.args.root, stdin=gsubprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent())
         except OSError as exc:
             print(f"{PROG}: error: cannot start the runtime {self.command[0]!r}: {exc}", file=sys.stderr)
             return False

@@ -55,10 +55,7 @@ class EmulatorServer:
         self._function_url: StreamServer | None = None
         if function_url_port is not None:
             api = FunctionUrlApi(self.sandbox, lambda: int(self._function_url.address[1]))  # type: ignore[union-attr]
-            self._function_url = StreamServer(
-                (host, function_url_port),
-                partial(serve_connection, router=guarded(api.route, record.status), on_bad_request=bad),
-                backlog=BACKLOG)
+            self._function_url = StreamServer((host, function_url_port), api.serve, backlog=BACKLOG)
 
     def start(self) -> None:
         self._runtime.start()

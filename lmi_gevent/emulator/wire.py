@@ -12,6 +12,7 @@ Stdlib only: the functions take a buffered binary reader and a socket-like objec
 from __future__ import annotations
 
 import http
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -27,7 +28,21 @@ _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 
 
 class BadRequest(Exception):
-    """The bytes on the connection are not an HTTP/1.x request we can answer."""
+    """The bytes on the connection are not an HTTP/1.x request we can answer; ``status`` is
+    the answer (400, or 431/413/501 where RFC 9110 has a closer one)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# RFC 9112 request line: method SP request-target SP HTTP-version, nothing looser; the
+# target is origin-form (the emulator's APIs are paths).
+_REQUEST_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (/[\x21-\x7e]*) (HTTP/1\.[01])\r?\n\Z")
+# field-name ":" OWS field-value OWS: the name a token (no space before the colon), the
+# value free of controls but HTAB
+_FIELD_LINE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n\Z").match
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n\Z")
 
 
 class _Sender(Protocol):
@@ -79,13 +94,33 @@ def read_request_head(rfile: BinaryIO) -> Request | None:
     if not line:
         return None
     if not line.endswith(b"\n"):
-        raise BadRequest("request line too long or cut")
-    parts = line.decode("latin-1").split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise BadRequest(f"malformed request line {line[:100]!r}")
-    request = Request(parts[0].upper(), parts[1], parts[2])
-    request.headers = _read_headers(rfile, request.header_list)
+        raise BadRequest("request line too long or cut", 414 if len(line) >= MAX_LINE else 400)
+    parsed = _REQUEST_LINE.match(line.decode("latin-1"))
+    if parsed is None:
+        raise BadRequest(f"malformed request line {line[:100]!r} (RFC 9112 section 3)")
+    request = Request(parsed[1], parsed[2], parsed[3])
+    request.headers = headers = _read_headers(rfile, request.header_list)
+    if "content-length" in headers or "transfer-encoding" in headers:
+        _check_framing(request.header_list)
     return request
+
+
+def _check_framing(fields: list[tuple[str, str]]) -> None:
+    """What RFC 9112 section 6 says a server must refuse: both framings (request smuggling),
+    a Content-Length that is not one number, a transfer coding other than chunked."""
+    lengths = set()
+    codings = []
+    for name, value in fields:
+        if len(name) == 14 and name.lower() == "content-length":  # len() first: lower() is dearer
+            lengths.add(value)
+        elif len(name) == 17 and name.lower() == "transfer-encoding":
+            codings.append(value)
+    if lengths and codings:
+        raise BadRequest("both Content-Length and Transfer-Encoding (RFC 9112 section 6.1)")
+    if len(lengths) > 1 or any(not length.isdigit() or not length.isascii() for length in lengths):
+        raise BadRequest(f"bad Content-Length {sorted(lengths)!r}")
+    if codings and ", ".join(codings).strip().lower() != "chunked":
+        raise BadRequest(f"Transfer-Encoding {', '.join(codings)!r}: only chunked is served", 501)
 
 
 def _read_headers(rfile: BinaryIO, header_list: list[tuple[str, str]] | None = None
@@ -95,16 +130,22 @@ def _read_headers(rfile: BinaryIO, header_list: list[tuple[str, str]] | None = N
     while True:
         line = rfile.readline(MAX_LINE)
         total += len(line)
-        if not line.endswith(b"\n") or total > MAX_HEADER_BYTES:
-            raise BadRequest("header section too long or cut")
+        if total > MAX_HEADER_BYTES or (len(line) >= MAX_LINE and not line.endswith(b"\n")):
+            raise BadRequest("header section too long", 431)
+        if not line.endswith(b"\n"):
+            raise BadRequest("header section cut")
         if line in (b"\r\n", b"\n"):
             return headers
-        name, sep, value = line.decode("latin-1").partition(":")
-        if not sep:
-            raise BadRequest(f"malformed header line {line[:100]!r}")
-        headers[name.strip().lower()] = value.strip()
+        if line[:1] in (b" ", b"\t"):
+            raise BadRequest("a header line folded onto the next (obs-fold, RFC 9112 section 5.2)")
+        text = line.decode("latin-1")
+        if not _FIELD_LINE(text):
+            raise BadRequest(f"malformed header line {line[:100]!r} (RFC 9112 section 5)")
+        name, _, value = text.partition(":")
+        value = value.strip(" \t\r\n")
+        headers[name.lower()] = value
         if header_list is not None:
-            header_list.append((name.strip(), value.strip()))
+            header_list.append((name, value))
 
 
 def read_body(request: Request, rfile: BinaryIO, wfile: _Sender) -> None:
@@ -118,13 +159,9 @@ def read_body(request: Request, rfile: BinaryIO, wfile: _Sender) -> None:
     if "chunked" in request.headers.get("transfer-encoding", "").lower():
         request.body = _read_chunked(rfile)
         return
-    length_text = request.headers.get("content-length", "0") or "0"
-    try:
-        length = int(length_text)
-    except ValueError:
-        raise BadRequest(f"bad Content-Length {length_text!r}") from None
-    if length < 0 or length > MAX_BODY:
-        raise BadRequest(f"Content-Length {length} out of range")
+    length = int(request.headers.get("content-length") or "0")  # digits: _check_framing
+    if length > MAX_BODY:
+        raise BadRequest(f"Content-Length {length} is past the {MAX_BODY} bytes read here", 413)
     request.body = _read_exact(rfile, length)
 
 
@@ -158,17 +195,17 @@ class ChunkedBody:
             size_line = rfile.readline(1024)
             if not size_line:
                 raise BadRequest("chunked body cut short")
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadRequest(f"bad chunk size {size_line[:50]!r}") from None
+            parsed = _CHUNK_SIZE.match(size_line)  # int() would take "0x5", "1_0", "-5"
+            if parsed is None:
+                raise BadRequest(f"bad chunk size {size_line[:50]!r} (RFC 9112 section 7.1)")
+            size = int(parsed[1], 16)
             if size == 0:
                 self.trailers = _read_headers(rfile)
                 self.complete = True
                 return
             self.total += size
             if self._limit is not None and self.total > self._limit:
-                raise BadRequest("chunked body too large")
+                raise BadRequest("chunked body too large", 413)
             chunk = _read_exact(rfile, size)
             if rfile.readline(3) not in (b"\r\n", b"\n"):
                 raise BadRequest("chunk not followed by CRLF")

@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import unquote
 
+from ..streaming import StreamingResponse, http_stream
+from .headers import ForbiddenHeader, check_fields, check_reason
+
+log = logging.getLogger("lmi_gevent.http")
+
 Headers = list[tuple[str, str]]
+BinaryRule = Callable[[str, str], bool]
 ACCEPTED_SHAPES = ("API Gateway REST (v1, with or without multiValueHeaders), HTTP API (v2), "
                    "Function URL, ALB (with or without multi-value headers), "
                    "VPC Lattice (v1 and v2)")
@@ -71,6 +79,9 @@ class EventSource:
         raise NotImplementedError
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        """The answer in this source's shape. Raises ``ForbiddenHeader`` (a ValueError) when a
+        header or the reason carries what HTTP forbids (docs/http.md, "What the adapter
+        refuses"): every writer checks before shaping, so no adapter can split a response."""
         raise NotImplementedError
 
     # --- shared pieces ------------------------------------------------------------------
@@ -236,6 +247,7 @@ class ApiGatewayV1(EventSource):
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        check_fields(answer.headers)
         # REST APIs take multiValueHeaders in any answer, whatever the request carried.
         return {"statusCode": answer.status, "multiValueHeaders": _grouped(answer.headers),
                 **_body_fields(answer)}
@@ -289,6 +301,7 @@ class HttpApiV2(EventSource):
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        check_fields(answer.headers)
         headers, cookies = _joined(answer.headers)
         shaped: dict[str, Any] = {"statusCode": answer.status, "headers": headers}
         if cookies:
@@ -330,6 +343,8 @@ class Alb(EventSource):
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        check_fields(answer.headers)
+        check_reason(answer.reason)
         shaped: dict[str, Any] = {"statusCode": answer.status,
                                   "statusDescription": f"{answer.status} {answer.reason}".strip()}
         if self.multi_value:
@@ -360,6 +375,8 @@ class LatticeV1(EventSource):
         )
 
     def answer(self, answer: HttpAnswer) -> dict[str, Any]:
+        check_fields(answer.headers)
+        check_reason(answer.reason)
         return {"statusCode": answer.status, "statusDescription": f"{answer.status} {answer.reason}",
                 "headers": _single_valued(answer.headers), **_body_fields(answer)}
 
@@ -406,5 +423,143 @@ def detect(event: Any) -> EventSource:
         found = f"an object with the keys: {keys}"
     else:
         found = f"a {type(event).__name__}"
-    raise UnsupportedEvent(f"lmi_gevent.http.wsgi_handler serves HTTP requests from {ACCEPTED_SHAPES}; "
-                           f"this event is {found}.")
+    raise UnsupportedEvent(f"lmi_gevent.http.wsgi_handler and asgi_handler serve HTTP requests "
+                           f"from {ACCEPTED_SHAPES}; this event is {found}.")
+
+
+# --- shared by the adapters (wsgi.py, asgi.py): what an event means and how answers go -------
+
+# Media types sent as text; everything else, and anything with a Content-Encoding, is base64.
+TEXT_TYPES = frozenset({
+    "application/json", "application/javascript", "application/ecmascript", "application/xml",
+    "application/x-www-form-urlencoded", "application/graphql", "application/x-ndjson",
+    "image/svg+xml",
+})
+ERROR_BODY = b"Internal Server Error"
+
+
+def default_binary_rule(content_type: str, content_encoding: str) -> bool:
+    """True when a body with these headers must be sent base64-encoded.
+
+    Text (``text/*``, JSON, XML, JavaScript, ``+json``/``+xml`` types, forms) goes as is unless
+    it is compressed (any ``Content-Encoding`` but ``identity``).
+    """
+    if content_encoding and content_encoding.strip().lower() != "identity":
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    if not media:
+        return False
+    return not (media.startswith("text/") or media in TEXT_TYPES
+                or media.endswith("+json") or media.endswith("+xml"))
+
+
+def as_text(headers: Headers, body: bytes, binary: BinaryRule) -> str | None:
+    """The body as text to send as is, or None when it must go base64-encoded."""
+    content_type = content_encoding = ""
+    for name, value in headers:
+        size = len(name)  # compared first: lower() on every name costs more
+        if size == 12 and name.lower() == "content-type":
+            content_type = value
+        elif size == 16 and name.lower() == "content-encoding":
+            content_encoding = value
+    if binary(content_type, content_encoding):
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # never corrupt a body that is not text after all
+
+
+def error_answer() -> HttpAnswer:
+    """The 500 an adapter answers when the app failed before its answer began."""
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(ERROR_BODY)))]
+    return HttpAnswer(500, "Internal Server Error", headers, ERROR_BODY, ERROR_BODY.decode())
+
+
+def refused_answer(request_line: str, refused: ForbiddenHeader) -> HttpAnswer:
+    """What replaces an answer carrying a header HTTP forbids, as a WSGI server refuses it:
+    the log names the header (under the invocation's request id), the caller gets a 500."""
+    log.error("The app's answer to %s was refused: %s; answering 500.", request_line, refused)
+    return error_answer()
+
+
+def answer_or_refuse(source: EventSource, answer: HttpAnswer, request_line: str) -> Any:
+    """The source's answer to ``answer``, or its 500 when a header of it is forbidden."""
+    with malformed(source, "answering", (TypeError, AttributeError, KeyError, IndexError)):
+        try:
+            return source.answer(answer)
+        except ForbiddenHeader as refused:
+            return source.answer(refused_answer(request_line, refused))
+
+
+@contextlib.contextmanager
+def malformed(source: EventSource, doing: str,
+              faults: tuple[type[Exception], ...] = (TypeError, AttributeError, KeyError,
+                                                     IndexError, ValueError)) -> Iterator[None]:
+    """A field of the wrong type in an event of a known shape (a broken or hostile caller) is
+    an UnsupportedEvent naming the source and the problem, not a TypeError of the adapter."""
+    try:
+        yield
+    except UnsupportedEvent:
+        raise
+    except faults as problem:
+        raise UnsupportedEvent(f"malformed {source.name} event ({doing} it failed with "
+                               f"{type(problem).__name__}: {problem})") from None
+
+
+def move_base_path(request: HttpRequest, base: str) -> None:
+    """``/v1/items`` with base path ``/v1``: the script name (the ASGI root path) gains
+    ``/v1``, the path is ``/items``. A path without it (the API's own ``execute-api`` URL) is
+    left alone."""
+    path = request.path
+    if path == base or path.startswith(base + "/"):
+        request.script_name += base
+        request.path = path[len(base):] or "/"
+
+
+def server_of(headers: Headers) -> tuple[str, str, str]:
+    """(scheme, server name, server port) as the caller addressed the API: from
+    ``X-Forwarded-Proto``, ``Host`` and ``X-Forwarded-Port``, https on 443 by default."""
+    proto = host = forwarded_port = ""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "host" and not host:
+            host = value
+        elif lowered == "x-forwarded-proto" and not proto:
+            proto = value
+        elif lowered == "x-forwarded-port" and not forwarded_port:
+            forwarded_port = value
+    scheme = _first(proto).lower() if proto else "https"
+    server, port = host, ""
+    if ":" in host:
+        if host.startswith("["):  # an IPv6 literal
+            end = host.find("]")
+            server, port = host[:end + 1], host[end + 2:]
+        else:
+            server, _, port = host.rpartition(":")
+    port = (_first(forwarded_port) if forwarded_port else port) or ("443" if scheme == "https" else "80")
+    return scheme, server or "localhost", port
+
+
+def _first(value: str) -> str:
+    """The first of comma-joined values (a proxy chain appends its own)."""
+    return value.partition(",")[0].strip()
+
+
+def streamed(answer: HttpAnswer) -> StreamingResponse:
+    """A whole answer (a 500, a refusal) sent on a streaming source as one chunk."""
+    headers, cookies = prelude_headers(answer.headers)
+    return http_stream(iter([answer.body]), answer.status, headers, cookies)
+
+
+def prelude_headers(headers: Headers) -> tuple[dict[str, str], list[str]]:
+    """A streamed answer's prelude: one value per name, the Set-Cookie values apart, and no
+    length: a streamed body's length is the platform's business (it may chunk it)."""
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        if name.lower() == "set-cookie":
+            cookies.append(value)
+        elif name.lower() not in ("content-length", "transfer-encoding"):
+            joined[name] = f"{joined[name]}, {value}" if name in joined else value
+    return joined, cookies

@@ -9,7 +9,6 @@ the app yields it (:func:`lmi_gevent.streaming.http_stream`).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import sys
@@ -19,43 +18,29 @@ from urllib.parse import unquote_to_bytes
 from ..config import ConfigError, parse_base_path, read_setting
 from ..streaming import StreamingResponse, http_stream
 from ..workers import assignment as worker
+from .headers import ForbiddenHeader, check_fields
 from .sources import (
-    EventSource,
+    BinaryRule,
     Headers,
     HttpAnswer,
     HttpRequest,
-    UnsupportedEvent,
+    answer_or_refuse,
+    as_text,
+    default_binary_rule,
     detect,
+    error_answer,
+    malformed,
+    move_base_path,
+    prelude_headers,
+    refused_answer,
+    server_of,
+    streamed,
 )
 
 log = logging.getLogger("lmi_gevent.http")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-BinaryRule = Callable[[str, str], bool]
-
-# Media types sent as text; everything else, and anything with a Content-Encoding, is base64.
-TEXT_TYPES = frozenset({
-    "application/json", "application/javascript", "application/ecmascript", "application/xml",
-    "application/x-www-form-urlencoded", "application/graphql", "application/x-ndjson",
-    "image/svg+xml",
-})
-ERROR_BODY = b"Internal Server Error"
-
-
-def default_binary_rule(content_type: str, content_encoding: str) -> bool:
-    """True when a body with these headers must be sent base64-encoded.
-
-    Text (``text/*``, JSON, XML, JavaScript, ``+json``/``+xml`` types, forms) goes as is unless
-    it is compressed (any ``Content-Encoding`` but ``identity``).
-    """
-    if content_encoding and content_encoding.strip().lower() != "identity":
-        return True
-    media = content_type.split(";", 1)[0].strip().lower()
-    if not media:
-        return False
-    return not (media.startswith("text/") or media in TEXT_TYPES
-                or media.endswith("+json") or media.endswith("+xml"))
-
+__all__ = ["BinaryRule", "default_binary_rule", "wsgi_handler"]  # the rule lives in sources.py
 
 def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
                  binary: BinaryRule = default_binary_rule,
@@ -83,10 +68,10 @@ def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
 
     def handler(event: Any, context: Any) -> Any:
         source = detect(event)
-        with _malformed(source, "reading"):
+        with malformed(source, "reading"):
             request = source.request()
             if base:
-                _move_base_path(request, base)
+                move_base_path(request, base)
             environ = build_environ(request, event, context, multithread=multithread,
                                     multiprocess=multiprocess)
         environ["lambda.source"] = source.name
@@ -95,35 +80,10 @@ def wsgi_handler(app: WsgiApp, *, streaming: bool = False,
         answer = _buffered(app, environ, binary)
         # ValueError is left alone here: it is the answer's (e.g. too many cookies for the
         # source), not the event's.
-        with _malformed(source, "answering", (TypeError, AttributeError, KeyError, IndexError)):
-            return source.answer(answer)
+        return answer_or_refuse(source, answer, _request_line(environ))
 
     handler.wsgi_app = app  # type: ignore[attr-defined]
     return handler
-
-
-@contextlib.contextmanager
-def _malformed(source: EventSource, doing: str,
-               faults: tuple[type[Exception], ...] = (TypeError, AttributeError, KeyError,
-                                                      IndexError, ValueError)) -> Iterator[None]:
-    """A field of the wrong type in an event of a known shape (a broken or hostile caller) is
-    an UnsupportedEvent naming the source and the problem, not a TypeError of the adapter."""
-    try:
-        yield
-    except UnsupportedEvent:
-        raise
-    except faults as problem:
-        raise UnsupportedEvent(f"malformed {source.name} event ({doing} it failed with "
-                               f"{type(problem).__name__}: {problem})") from None
-
-
-def _move_base_path(request: HttpRequest, base: str) -> None:
-    """``/v1/items`` with base path ``/v1``: ``SCRIPT_NAME`` gains ``/v1``, the path is ``/items``.
-    A path without it (the API's own ``execute-api`` URL) is left alone."""
-    path = request.path
-    if path == base or path.startswith(base + "/"):
-        request.script_name += base
-        request.path = path[len(base):] or "/"
 
 
 def _concurrent() -> bool:
@@ -224,30 +184,14 @@ def _add_headers(environ: dict[str, Any], headers: Headers, cookies: list[str]) 
 
 
 def _add_server(environ: dict[str, Any], request: HttpRequest) -> None:
-    proto = environ.get("HTTP_X_FORWARDED_PROTO")
-    scheme = _first(proto).lower() if proto else "https"
-    host = environ.get("HTTP_HOST", "")
-    name, port = host, ""
-    if ":" in host:
-        if host.startswith("["):  # an IPv6 literal
-            end = host.find("]")
-            name, port = host[:end + 1], host[end + 2:]
-        else:
-            name, _, port = host.rpartition(":")
-    forwarded_port = environ.get("HTTP_X_FORWARDED_PORT")
+    scheme, name, port = server_of(request.headers)
     environ["wsgi.url_scheme"] = scheme
-    environ["SERVER_NAME"] = name or "localhost"
-    environ["SERVER_PORT"] = ((_first(forwarded_port) if forwarded_port else port)
-                              or ("443" if scheme == "https" else "80"))
+    environ["SERVER_NAME"] = name
+    environ["SERVER_PORT"] = port
     if request.source_ip:
         environ["REMOTE_ADDR"] = request.source_ip
     if request.remote_user:
         environ["REMOTE_USER"] = _native(str(request.remote_user))
-
-
-def _first(value: str) -> str:
-    """The first of comma-joined values (a proxy chain appends its own)."""
-    return value.partition(",")[0].strip()
 
 
 # --- calling the app ---------------------------------------------------------------------------
@@ -286,6 +230,9 @@ class _Responder:
         if self.status is None:
             raise AssertionError("the WSGI app returned without calling start_response")
         code, _, reason = self.status.partition(" ")
+        if not (len(code) == 3 and code.isdigit() and code[0] != "0"):
+            # A WSGI status starts with three digits (PEP 3333); int() would take " 2_00".
+            raise AssertionError(f"the WSGI status {self.status!r} does not start with a 3-digit code")
         return int(code), reason.strip()
 
 
@@ -314,31 +261,16 @@ def _buffered(app: WsgiApp, environ: dict[str, Any], binary: BinaryRule) -> Http
     except Exception:  # noqa: BLE001 - an app failure is a 500, as any WSGI server answers
         return _error_answer(environ)
     body = parts[0] if len(parts) == 1 else b"".join(parts)
-    return HttpAnswer(status, reason, responder.headers, body, _as_text(responder.headers, body, binary))
-
-
-def _as_text(headers: Headers, body: bytes, binary: BinaryRule) -> str | None:
-    """The body as text to send as is, or None when it must go base64-encoded."""
-    content_type = content_encoding = ""
-    for name, value in headers:
-        size = len(name)  # compared first: lower() on every name costs more
-        if size == 12 and name.lower() == "content-type":
-            content_type = value
-        elif size == 16 and name.lower() == "content-encoding":
-            content_encoding = value
-    if binary(content_type, content_encoding):
-        return None
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None  # never corrupt a body that is not text after all
+    return HttpAnswer(status, reason, responder.headers, body, as_text(responder.headers, body, binary))
 
 
 def _error_answer(environ: dict[str, Any]) -> HttpAnswer:
-    log.exception("The WSGI app failed on %s %s; answering 500.", environ["REQUEST_METHOD"],
-                  environ["PATH_INFO"])
-    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(ERROR_BODY)))]
-    return HttpAnswer(500, "Internal Server Error", headers, ERROR_BODY, ERROR_BODY.decode())
+    log.exception("The WSGI app failed on %s; answering 500.", _request_line(environ))
+    return error_answer()
+
+
+def _request_line(environ: dict[str, Any]) -> str:
+    return f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}"
 
 
 # --- streaming ---------------------------------------------------------------------------------
@@ -350,16 +282,20 @@ def _stream(app: WsgiApp, environ: dict[str, Any]) -> StreamingResponse:
     try:
         result = app(environ, responder.start_response)
     except Exception:  # noqa: BLE001 - as in buffered mode
-        return _prelude_answer(_error_answer(environ))
+        return streamed(_error_answer(environ))
     iterator = iter(result)
     try:
         first = _first_bytes(iterator, responder)
         status, _ = responder.status_code()
+        check_fields(responder.headers)
+    except ForbiddenHeader as refused:  # the prelude is refused: none of the app's bytes go out
+        _close(result)
+        return streamed(refused_answer(_request_line(environ), refused))
     except Exception:  # noqa: BLE001 - nothing was sent yet: a clean 500
         _close(result)
-        return _prelude_answer(_error_answer(environ))
+        return streamed(_error_answer(environ))
     responder.headers_sent = True
-    headers, cookies = _prelude_headers(responder.headers)
+    headers, cookies = prelude_headers(responder.headers)
     return http_stream(_rest(first, iterator, responder, result), status, headers, cookies)
 
 
@@ -391,18 +327,3 @@ def _rest(first: bytes, iterator: Iterator[bytes], responder: _Responder, result
         _close(result)
 
 
-def _prelude_headers(headers: Headers) -> tuple[dict[str, str], list[str]]:
-    joined: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in headers:
-        if name.lower() == "set-cookie":
-            cookies.append(value)
-        elif name.lower() not in ("content-length", "transfer-encoding"):
-            # A streamed body's length is the platform's business (it may chunk it).
-            joined[name] = f"{joined[name]}, {value}" if name in joined else value
-    return joined, cookies
-
-
-def _prelude_answer(answer: HttpAnswer) -> StreamingResponse:
-    headers, cookies = _prelude_headers(answer.headers)
-    return http_stream(iter([answer.body]), answer.status, headers, cookies)

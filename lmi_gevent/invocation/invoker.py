@@ -17,6 +17,7 @@ from ..runtime_api.client import Invocation, RuntimeApiClient
 from ..runtime_api.delivery import RetryPolicy, deliver
 from ..runtime_api.marshal import decode_event, encode_response
 from ..streaming import StreamBody, StreamingResponse, StreamTooLarge
+from . import coroutines
 from .context import (
     REQUEST_ID,
     TENANT_ID,
@@ -120,6 +121,8 @@ class Invoker:
             event = decode_event(invocation.body, invocation.content_type)
             with self.guard(invocation):
                 result = self.handler(event, context)
+                if coroutines.is_awaitable(result):  # an async handler: awaited on the loop
+                    result = coroutines.process_loop().run(result)
             if isinstance(result, StreamingResponse):
                 return result
             body, content_type = encode_response(result)

@@ -101,6 +101,11 @@ class RuntimeApiClient:
     def close(self) -> None:
         self._conn.close()
 
+    def connection_fd(self) -> int:
+        """The connection's file descriptor (-1 when closed), for a thread that must act on it
+        without the event loop (:mod:`lmi_gevent.runtime_api.without_hub`)."""
+        return self._conn.sock.fileno() if self._conn.sock is not None else -1
+
     def has_unread_data(self) -> bool:
         """True when an answer (e.g. an invocation) is waiting unread on the connection."""
         return self._conn.sock is not None and readable_now(self._conn.sock)

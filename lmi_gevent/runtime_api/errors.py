@@ -20,10 +20,11 @@ RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
 TIMEOUT_ERROR = "Sandbox.Timedout"
 SHUTDOWN_ERROR = "Runtime.ShutdownBeforeAnswer"
 WORKER_EXIT_ERROR = "Runtime.ExitError"  # the platform's own type when a runtime process dies
+WEDGED_ERROR = "Runtime.WorkerWedged"  # a worker whose event loop stopped running answers with it
 # Errors lmi-gevent answers that the official client never logs: they have no stack, so their
 # log line has no (empty) traceback header, which it prints only for its own stackless faults.
 OWN_STACKLESS_ERRORS = frozenset({RESPONSE_TOO_LARGE, TIMEOUT_ERROR, SHUTDOWN_ERROR,
-                                  WORKER_EXIT_ERROR, CONFIGURATION_ERROR})
+                                  WORKER_EXIT_ERROR, CONFIGURATION_ERROR, WEDGED_ERROR})
 
 # lmi_gevent itself (this file is in its runtime_api/ package)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep

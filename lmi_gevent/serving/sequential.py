@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import select
-import signal
+import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ from ..runtime_api.client import (
 )
 from ..runtime_api.errors import SHUTDOWN_ERROR
 from ..runtime_api.repeats import REPEATS
+from . import function_signals
 
 log = logging.getLogger("lmi_gevent")
 
@@ -66,14 +69,17 @@ class Stopper:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None  # the first stop signal
         self._idle = False
         self._waiting_on: Any = None  # the /next socket while wait_for_answer blocks on it
 
     def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
+        for signum in function_signals.STOP_SIGNALS:
+            function_signals.runtime_signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
         if self._idle:
             if self._waiting_on is not None and readable_now(self._waiting_on):
                 # The platform already sent an invocation (the process may simply not have
@@ -124,3 +130,31 @@ def serve(client: RuntimeApiClient, invoker: Invoker, backoff: Backoff,
         except InvocationCut:  # a second signal while the answer was being posted
             return
     log.info("Stopped after answering the invocation in flight.")
+
+
+def end_after_stop(signum: int | None, code: int = 0) -> int:
+    """Once stopped (every invocation answered): run the function's own handler for the
+    signal, then end without waiting for threads it left running; the exit code."""
+    asked = function_signals.run_function_handler(signum)
+    if asked is not None:
+        code = asked
+    if signum is not None:
+        leave_threads_behind(code)
+    return code
+
+
+def leave_threads_behind(code: int) -> None:
+    """Exit now if non-daemon threads are still running: awslambdaric dies of the SIGTERM
+    itself, and the interpreter's exit would wait for them until the platform's SIGKILL."""
+    left = [thread.name for thread in threading.enumerate()
+            if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()]
+    if not left:
+        return
+    log.warning("Exiting without waiting for %d thread(s) the function left running: %s.",
+                len(left), ", ".join(left[:10]))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110 - exiting anyway
+            pass
+    os._exit(code)

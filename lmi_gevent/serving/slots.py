@@ -23,7 +23,7 @@ from ..invocation.invoker import InvocationCut, Invoker
 from ..runtime_api import errors
 from ..runtime_api.client import Invocation, PlatformFailure, RuntimeApiClient
 from ..workers import scoreboard
-from .sequential import Backoff, poll
+from .sequential import Backoff, end_after_stop, poll
 
 log = logging.getLogger("lmi_gevent")
 
@@ -44,6 +44,7 @@ class Slot:
         self.client = client
         self.state = "starting"  # starting -> (yielding -> polling -> running -> idle)* -> stopped
         self.request_id: str | None = None  # while running; read by the stop watch's thread
+        self.invocation_id: str | None = None
         self.greenlet: gevent.Greenlet | None = None
 
 
@@ -62,6 +63,7 @@ class SlotPool:
         self.hub = gevent.get_hub()
         self.slots: list[Slot] = []
         self.stopping = gevent.event.Event()
+        self.signum: int | None = None  # the first stop signal
         self.draining = False
         self.failure: PlatformFailure | None = None
         self.answered = 0
@@ -82,6 +84,7 @@ class SlotPool:
             log.warning("Second signal: exiting now without waiting for %d invocation(s).",
                         self.in_flight)
             _flush_and_exit(128 + (signum or signal.SIGTERM))
+        self.signum = signum
         self.stopping.set()
 
     def wait(self) -> None:
@@ -103,6 +106,19 @@ class SlotPool:
         """Request ids of the invocations running now; safe to call from a native thread."""
         return [slot.request_id for slot in list(self.slots)
                 if slot.state == "running" and slot.request_id]
+
+    def wedged_view(self) -> tuple[list[tuple[int, str, str | None]], list[int]]:
+        """(slot number, request id, invocation id) of each invocation running, and the
+        descriptors of the open polls: read from a native thread while the loop is wedged."""
+        running, polls = [], []
+        for slot in list(self.slots):
+            if slot.state == "running" and slot.request_id:
+                running.append((slot.number, slot.request_id, slot.invocation_id))
+            elif slot.state == "polling":
+                fd = slot.client.connection_fd()
+                if fd >= 0:
+                    polls.append(fd)
+        return running, polls
 
     def drain(self) -> int:
         """Stop polling, let in-flight invocations finish (bounded), cut the rest; exit code."""
@@ -176,6 +192,7 @@ class SlotPool:
         finally:
             self.status.polls(-1)
         slot.request_id = invocation.request_id
+        slot.invocation_id = invocation.invocation_id
         slot.state = "running"
         self.status.in_flight(+1)
         self.status.begin(slot.number, invocation.request_id, invocation.invocation_id,
@@ -239,7 +256,8 @@ def beat_while_serving(hub: Any, interval: float) -> Any:
 
 def serve(address: str, invoker: Invoker, *, size: int, drain_timeout: float,
           retry_initial: float, retry_max: float, heartbeat: float = 0.5,
-          pool_record: bool = True, detector: Any = None) -> int:
+          pool_record: bool = True, detector: Any = None,
+          wedge_timeout: float | None = None) -> int:
     """Run the slots until SIGTERM/SIGINT (drain, exit 0) or a platform failure (exit 1).
 
     ``size`` is this process's share of the slots; ``pool_record`` False in a supervised
@@ -251,7 +269,8 @@ def serve(address: str, invoker: Invoker, *, size: int, drain_timeout: float,
 
     slots = SlotPool(address, invoker, size=size, drain_timeout=drain_timeout,
                      retry_initial=retry_initial, retry_max=retry_max)
-    StopWatch(slots, grace=drain_timeout + CUT_ANSWER_TIMEOUT, detector=detector).install()
+    StopWatch(slots, grace=drain_timeout + CUT_ANSWER_TIMEOUT, detector=detector,
+              wedge_timeout=wedge_timeout).install()
     if pool_record:
         log.debug({"event": "runtime_worker_pool_initializing", "workerCount": size,
                    "executionEnvironmentMaxConcurrency": size, "processCount": 1,
@@ -262,7 +281,7 @@ def serve(address: str, invoker: Invoker, *, size: int, drain_timeout: float,
         slots.heartbeat = beat_while_serving(slots.hub, heartbeat)
     slots.start()
     slots.wait()
-    return slots.drain()
+    return end_after_stop(slots.signum, slots.drain())
 
 
 def _flush_and_exit(code: int) -> None:

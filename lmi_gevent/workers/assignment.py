@@ -19,6 +19,7 @@ ASSIGNMENT_ENV = "_LMI_GEVENT_WORKER"  # internal: set by the supervisor, never 
 INIT_ERROR_EXIT = 3  # the handler (or a setting) could not be loaded
 PLATFORM_FAILURE_EXIT = 4  # the Runtime API answered 500: the environment is beyond repair
 ORPHANED_EXIT = 5  # the supervisor was gone before this worker could tie its life to it
+WEDGED_EXIT = 6  # its event loop was wedged: it answered its invocations and left
 
 _PR_SET_PDEATHSIG = 1
 

@@ -11,11 +11,18 @@ Read top to bottom, the supervisor's life:
      and answers the invocations it was running (``Runtime.ExitError``);
    - stops everything, exit 1, when a first-generation worker could not load the handler
      (it reported the init error) or when a worker met a platform failure;
+   - stops everything, exit 1, when a worker dies in any other way (a signal, ``os._exit``)
+     before any worker served: that is an init failure too, and this process posts it;
+   - gives up, exit 1, when one worker's replacements keep dying young
+     (LMI_GEVENT_WORKER_RESTART_LIMIT in a row) rather than replacing it forever;
    - SIGKILLs and replaces a worker whose event loop is wedged (no heartbeat) past its
      invocations' deadline + grace, logging them and the worker's last wedge report;
-4. SIGTERM/SIGINT: forward it once to every worker, which drains as one process does; exit 0
+4. SIGHUP/SIGUSR1/SIGUSR2: forward it to every serving worker (the function's own handler
+   for it runs there). SIGTERM/SIGINT: forward it once to every worker, which drains as one
+   process does; exit 0
    once all exited 0; SIGKILL stragglers past the drain timeout. A second signal kills all.
-5. on every way out, no worker is left: ``finally`` kills and reaps them, and each worker asked
+5. on every way out, no worker is left, nor what a worker started (its process group is
+   killed once it exited): ``finally`` kills and reaps them, and each worker asked
    Linux to kill it should this process die first (:func:`lmi_gevent.workers.assignment.die_with_supervisor`).
 
 Each worker is its own session, so a signal to this process group (Lambda's SIGTERM,
@@ -45,6 +52,7 @@ from .assignment import (
     ASSIGNMENT_ENV,
     INIT_ERROR_EXIT,
     PLATFORM_FAILURE_EXIT,
+    WEDGED_EXIT,
     WorkerAssignment,
 )
 from .scoreboard import Scoreboard, SlotInvocation
@@ -56,6 +64,9 @@ log = logging.getLogger("lmi_gevent")
 STRAGGLER_GRACE = 2.0
 # How often the loop wakes with nothing to do (to run a due replacement, or a deadline).
 IDLE_WAKE = 1.0
+# Passed on to every serving worker, where the function's own handlers for them run (as they
+# would in awslambdaric's one process) or their default action ends that worker.
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def slot_shares(slots: int, workers: int) -> list[int]:
@@ -83,9 +94,11 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, handler: str, config: Config, workers: int) -> None:
+    def __init__(self, handler: str, config: Config, workers: int,
+                 function_log: logs.FunctionLog | None = None) -> None:
         self.handler = handler
         self.config = config
+        self.function_log = function_log
         self.shares = slot_shares(config.max_concurrency, workers)
         self.scoreboard = Scoreboard(self.shares)
         self.workers: dict[int, Worker] = {}  # by pid
@@ -96,6 +109,8 @@ class Supervisor:
         self.stop_deadline: float | None = None
         self.exit_code: int | None = None
         self.clean_stop = True
+        self.initialised = False  # some worker reached serving: init is over for the platform
+        self.young_deaths = [0 for _ in self.shares]  # replacements in a row that died young
 
     # --- the lifecycle ---------------------------------------------------------------------
 
@@ -113,6 +128,7 @@ class Supervisor:
             while self.exit_code is None:
                 self._wait(wake)
                 self._handle_signals()
+                self._note_initialised()
                 self._reap()
                 self._start_due_replacements()
                 self._check_stop_deadline()
@@ -128,7 +144,7 @@ class Supervisor:
         os.set_blocking(read_end, False)
         os.set_blocking(write_end, False)
         signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, *FORWARDED_SIGNALS):
             signal.signal(signum, self._enqueue)
         return read_end
 
@@ -155,6 +171,9 @@ class Supervisor:
             signum = self.signals.popleft()
             if signum == signal.SIGCHLD:
                 continue  # _reap runs after every wake-up anyway
+            if signum in FORWARDED_SIGNALS:
+                self._forward(signum)
+                continue
             if self.stop_deadline is None:
                 self._begin_stop(signum)
             else:
@@ -162,6 +181,13 @@ class Supervisor:
                 self._kill_all()
                 self.exit_code = 128 + signum
                 return
+
+    def _forward(self, signum: int) -> None:
+        """Only to workers past init: one still importing has none of the function's handlers
+        yet, and the signal's default action would make its death an init failure."""
+        for worker in list(self.workers.values()):
+            if self.scoreboard.read(worker.index).heartbeat:
+                _signal(worker, signum)
 
     # --- stopping --------------------------------------------------------------------------
 
@@ -196,6 +222,7 @@ class Supervisor:
             _signal(worker, signal.SIGKILL)
         for worker in list(self.workers.values()):
             worker.process.wait()
+            _kill_leftovers(worker)
             self.workers.pop(worker.pid, None)
 
     # --- workers ---------------------------------------------------------------------------
@@ -230,6 +257,7 @@ class Supervisor:
                 return
             worker = self.workers.pop(pid, None)
             if worker is not None:
+                _kill_leftovers(worker)
                 worker.process.returncode = os.waitstatus_to_exitcode(status)
                 self._worker_ended(worker, os.waitstatus_to_exitcode(status))
 
@@ -242,9 +270,17 @@ class Supervisor:
             if not self.workers and self.exit_code is None:
                 self.exit_code = 0 if self.clean_stop else 1
             return
+        if self.exit_code is not None:
+            return  # already stopping everything: a second init death adds nothing
         if code == INIT_ERROR_EXIT and not worker.replacement:
             log.error("Worker %d could not load the handler (init error reported); stopping "
                       "all %d worker process(es).", worker.index, len(self.workers) + 1)
+            self.exit_code = 1
+            return
+        if not worker.replacement and not self._note_initialised():
+            # Died in init in a way that reported nothing (a signal, os._exit): replacing it
+            # would only repeat the import, so init failed and the platform must hear of it.
+            self._report_init_death(worker, code)
             self.exit_code = 1
             return
         if code == PLATFORM_FAILURE_EXIT:
@@ -276,13 +312,60 @@ class Supervisor:
                       ", ".join(r.request_id for r in running), report)
             _signal(worker, signal.SIGKILL)
 
+    def _note_initialised(self) -> bool:
+        """True once any worker beat: it installed its handlers and polls, so init is over
+        (read before a dead worker's record is cleared for its replacement)."""
+        if not self.initialised:
+            self.initialised = any(self.scoreboard.read(index).heartbeat
+                                   for index in range(len(self.shares)))
+        return self.initialised
+
+    def _report_init_death(self, worker: Worker, code: int) -> None:
+        message = (f"Runtime exited with error: {_describe(code)} while loading the handler "
+                   f"{self.handler} (worker {worker.index}, pid {worker.pid})")
+        log.error("Worker %d (pid %d) ended with %s before any worker served: an init failure; "
+                  "reporting it and stopping all %d worker process(es).", worker.index,
+                  worker.pid, _describe(code), len(self.workers) + 1)
+        body = errors.error_body(errors.WORKER_EXIT_ERROR, message, None)
+        if self.function_log is not None:
+            self.function_log.unhandled_error(body)
+        client = RuntimeApiClient(self.config.runtime_api)
+        try:
+            outcome = deliver(lambda: client.post_init_error(body), "the init error",
+                              deadline=None, policy=self.config.answer_retry)
+        except PlatformFailure as problem:
+            log.error("Could not report the init error: %s", problem)
+            return
+        finally:
+            client.close()
+        if outcome is not None and outcome.status == 403:
+            log.info("Init error already reported (403).")
+
     def _schedule_replacement(self, worker: Worker, code: int) -> None:
         status = self.scoreboard.read(worker.index)
         backoff = self.backoffs[worker.index]
-        if time.monotonic() - worker.started > self.config.worker_restart_max:
+        lived = time.monotonic() - worker.started
+        if lived > self.config.worker_restart_max and status.heartbeat:
             backoff.reset()  # it lived well: not a crash loop
+            self.young_deaths[worker.index] = 0
+        elif code != WEDGED_EXIT:  # a wedge needs an invocation: no loop of its own
+            self.young_deaths[worker.index] += 1
+        if self.young_deaths[worker.index] > self.config.worker_restart_limit:
+            self._answer_lost(worker, _describe(code))
+            log.error("Giving up: worker %d died young %d times in a row (last: %s); exiting "
+                      "1 so the platform replaces the execution environment "
+                      "(LMI_GEVENT_WORKER_RESTART_LIMIT=%d).", worker.index,
+                      self.young_deaths[worker.index], _describe(code),
+                      self.config.worker_restart_limit)
+            self.exit_code = 1
+            return
         delay = backoff.next_delay()
-        if code == INIT_ERROR_EXIT:
+        if code == WEDGED_EXIT:
+            log.error("Worker %d (pid %d) exited because its event loop was wedged (it answered "
+                      "its invocations itself); replacing it in %.2fs.", worker.index,
+                      worker.pid, delay)
+            self._answer_lost(worker, "its event loop was wedged")  # any it could not post
+        elif code == INIT_ERROR_EXIT:
             log.error("Replacement worker %d (pid %d) could not load the handler (see its log "
                       "above); retrying in %.2fs.", worker.index, worker.pid, delay)
         else:
@@ -345,6 +428,15 @@ def _signal(worker: Worker, signum: int) -> None:
         pass
 
 
+def _kill_leftovers(worker: Worker) -> None:
+    """SIGKILL what the function started in a worker that has exited (a subprocess it never
+    waited for): each worker leads its own session, so nothing else would end them."""
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _describe(code: int) -> str:
     if code < 0:
         try:
@@ -356,6 +448,6 @@ def _describe(code: int) -> str:
 
 def supervise(handler: str, config: Config, workers: int) -> int:
     """Run K workers for ``handler`` until stopped; the runtime's exit code."""
-    logs.setup(log_format=config.log_format, log_level=config.log_level, telemetry_fd=None,
-               log_socket=None)
-    return Supervisor(handler, config, workers).run()
+    function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
+                              telemetry_fd=None, log_socket=None)
+    return Supervisor(handler, config, workers, function_log).run()

@@ -87,7 +87,7 @@ class CheckRun(NamedTuple):
         return json.loads(self.stdout)
 
     def kinds(self, severity: str) -> list[str]:
-        return [f["kind"] for f in self.report()["findings"] if f["severity"] == severity]
+        return [f["class"] for f in self.report()["findings"] if f["severity"] == severity]
 
 
 @pytest.fixture

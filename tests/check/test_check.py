@@ -78,7 +78,7 @@ def test_passes_a_requests_handler_against_a_slow_server(task_root, run_check, s
     assert report["run"]["stalls"] == [] and report["run"]["failed"] == []
     assert report["run"]["effective_concurrency"] > 2
     # The server saw the 4 concurrent invocations' requests at the same time.
-    assert slow_server.requests == 1 + 1 + 4
+    assert slow_server.requests == 1 + 1 + 1 + 4 + 4
     assert slow_server.max_in_flight == 4
 
 
@@ -92,23 +92,28 @@ def test_json_report_shape_and_warnings_do_not_fail(task_root, run_check, tmp_pa
 
     assert result.code == 0, result.stdout
     report = result.report()
-    assert set(report) == {"handler", "root", "event", "concurrency", "stall_threshold", "ok",
-                           "blockers", "warnings", "findings", "import", "run", "workers"}
+    assert set(report) == {"verdict", "handler", "root", "event", "concurrency",
+                           "stall_threshold", "versions", "ok", "blockers", "warnings",
+                           "findings", "import", "run", "workers"}
     assert (report["handler"], report["root"], report["event"]) == ("app.handler", str(root),
                                                                     str(event))
-    assert (report["concurrency"], report["blockers"], report["warnings"]) == (2, 0, 1)
-    [finding] = report["findings"]
-    assert set(finding) == {"severity", "kind", "message", "fix", "details"}
-    assert (finding["severity"], finding["kind"]) == ("warning", "non-cooperative")
-    assert "sqlite3" in finding["message"] and finding["fix"]
+    assert report["verdict"] == "ready"
+    assert report["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    # sqlite3 imported and never used: no finding, named as unused in the import section.
+    assert (report["concurrency"], report["blockers"], report["warnings"]) == (2, 0, 0)
+    assert report["findings"] == []
     assert set(report["import"]) == {"init_seconds", "error", "imported_before_patching",
-                                     "non_cooperative", "hooks"}
+                                     "non_cooperative", "hooks", "unused_risks"}
     assert report["import"]["hooks"]["settings"]["powertools_isolation"] is True
     assert [risk["module"] for risk in report["import"]["non_cooperative"]] == ["_sqlite3"]
+    assert report["import"]["unused_risks"] == ["_sqlite3"]
     run = report["run"]
-    assert run["invocations"] == {"warm_up": 1, "alone": 1, "concurrent": 2}
+    assert run["invocations"] == {"warm_up": 1, "second": 1, "alone": 1, "concurrent": 2,
+                                  "steady": 2}
     assert set(run) >= {"alone_seconds", "concurrent_seconds", "effective_concurrency",
-                        "failed", "stalls", "request_ids", "shared_state", "small_pools"}
+                        "failed", "stalls", "request_ids", "shared_state", "small_pools",
+                        "probe", "crash", "library_uses"}
+    assert run["probe"]["derived"] == 2 and run["probe"]["varied"] == ["order"]
 
 
 def test_human_report_names_the_stall_and_the_verdict(task_root, run_check):
@@ -132,7 +137,8 @@ def test_report_names_the_worker_processes_and_that_globals_are_per_worker(task_
     assert "start 3 worker process(es) x 3/2 slot(s) (LMI_GEVENT_WORKERS=3)" in text.stdout
     assert "module globals, caches and clients are per worker process" in text.stdout
     report = run_check("app.handler", "--root", root, "--concurrency", 7, "--json").report()
-    assert report["workers"] == {"count": 3, "setting": "3", "slots_per_worker": [3, 2, 2]}
+    assert report["workers"] == {"count": 3, "setting": "3", "slots_per_worker": [3, 2, 2],
+                                 "checked_with": 1}
     assert report["run"]["invocations"]["concurrent"] == 7  # measured in one process
 
 
@@ -151,7 +157,7 @@ def test_init_errors_fail_with_their_type(task_root, run_check, handler, source,
     assert report["import"]["error"]["errorType"] == error_type
     assert report["run"] is None  # nothing to run
     [finding] = report["findings"]
-    assert finding["kind"] == "init-error" and error_type in finding["message"]
+    assert finding["class"] == "init-error" and error_type in finding["message"]
 
 
 def test_a_bad_setting_is_an_init_error_naming_it(task_root, run_check, monkeypatch):
@@ -324,11 +330,11 @@ def test_names_process_state_that_every_invocation_changes(task_root, run_check,
 
     result = run_check("app.handler", "--root", root, "--event", str(event), "--json")
 
-    assert result.code == 0, result.stdout  # warnings, not blockers
+    assert result.code == 1, result.stdout  # shared state changes answers: blockers
     report = result.report()
     assert sorted((s["kind"], s["name"]) for s in report["run"]["shared_state"]) == [
-        ("cwd", ""), ("env", "LAST_REQUEST"), ("global", "current_user"), ("value", "SEEN[0]")]
-    assert sorted(result.kinds("warning")) == ["shared-cwd", "shared-env", "shared-global",
+        ("cwd", ""), ("env", "LAST_REQUEST"), ("global", "current_user"), ("value", "SEEN[1]")]
+    assert sorted(result.kinds("blocker")) == ["shared-cwd", "shared-env", "shared-global",
                                                "shared-value"]
     messages = " ".join(f["message"] for f in report["findings"])
     assert "`current_user`" in messages and "`LAST_REQUEST`" in messages and "os.chdir" in messages
@@ -393,14 +399,15 @@ def test_names_invocation_values_left_in_module_level_objects(task_root, run_che
 
     result = run_check("app.handler", "--root", root, "--event", str(event), "--json")
 
-    assert result.code == 0, result.stdout  # warnings, not blockers
+    assert result.code == 1, result.stdout  # blockers: they change answers
     left = {(s["name"].split("[")[0], s["source"]) for s in result.report()["run"]["shared_state"]
             if s["kind"] == "value"}
     assert left == {("app.state.user_id", "the event's user.id"),
                     ("app.history", "the request id")}, result.stdout
-    finding = next(f for f in result.report()["findings"] if f["kind"] == "shared-value"
+    finding = next(f for f in result.report()["findings"] if f["class"] == "shared-value"
                    and "app.state.user_id" in f["message"])
-    assert "'user-42'" in finding["message"] and "contextvars" in finding["fix"]
+    # The second invocation (which check searches) had the first derived variant.
+    assert "'user-43'" in finding["message"] and "contextvars" in finding["fix"]
 
 
 def test_a_plain_shared_cache_is_not_reported(task_root, run_check, tmp_path):

@@ -89,7 +89,7 @@ def test_a_handler_blocked_in_a_c_read_is_a_timeout_finding_and_leaves_no_proces
         finding["message"]
     assert f"held the event loop for {entry['held_seconds']:.1f}s at {entry['site']}" in \
         finding["message"]
-    assert "os.read(never_written, 1)" in "\n".join(finding["details"])
+    assert "os.read(never_written, 1)" in "\n".join(finding["evidence"])
     # The runtime and the process its handler started are gone.
     pids = [json.loads(line) for line in (Path(root) / "pids.jsonl").read_text().splitlines()]
     assert len(pids) == 1
@@ -115,7 +115,7 @@ def test_an_invocation_that_waits_forever_without_holding_the_loop(task_root, ru
 
     assert result.code == 1, result.stdout
     [finding] = result.report()["findings"]
-    assert finding["kind"] == "timeout"
+    assert finding["class"] == "timeout"
     assert "without holding the event loop" in finding["message"]
 
 

@@ -118,16 +118,20 @@ def test_sam_template_declares_the_managed_instances_properties() -> None:
     assert function["Metadata"]["Dockerfile"] == "examples/Dockerfile"
 
 
-def test_sam_template_streams_a_web_app_through_a_function_url_on_the_capacity_provider() -> None:
+def test_sam_template_streams_web_apps_through_function_urls_on_the_capacity_provider() -> None:
     resources = _load_template()["Resources"]
     streaming = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Function"
                  and r["Properties"].get("FunctionUrlConfig", {}).get("InvokeMode") == "RESPONSE_STREAM"]
-    assert len(streaming) == 1
-    function = streaming[0]["Properties"]
-    assert function["CapacityProviderConfig"]["Arn"] == {"GetAtt": "CapacityProvider.Arn"}
-    module, name = function["ImageConfig"]["Command"][0].rsplit(".", 1)
-    source = (EXAMPLES / f"{module}.py").read_text()
-    assert f"{name} = wsgi_handler(app, streaming=True)" in source
+    adapters = set()
+    for resource in streaming:  # the WSGI example and the FastAPI one
+        function = resource["Properties"]
+        assert function["CapacityProviderConfig"]["Arn"] == {"GetAtt": "CapacityProvider.Arn"}
+        module, name = function["ImageConfig"]["Command"][0].rsplit(".", 1)
+        source = (EXAMPLES / f"{module}.py").read_text()
+        adapter = re.search(rf"^{name} = (\w+)\(app, streaming=True\)$", source, re.M)
+        assert adapter, f"{module}.{name} is not a streaming adapter"
+        adapters.add(adapter.group(1))
+    assert adapters == {"wsgi_handler", "asgi_handler"}
 
 
 def test_sam_template_passes_cfn_lint_and_the_sam_transform() -> None:
@@ -158,3 +162,49 @@ def test_dockerfile_copies_files_that_exist_and_runs_lmi_gevent() -> None:
 def test_every_example_says_how_to_run_it() -> None:
     for path in EXAMPLES.iterdir():
         assert re.search(r"(?i)\b(run|deploy|build)\b", path.read_text()), f"{path.name} has no run line"
+
+
+def test_fastapi_example_streams_overlaps_and_reuses_its_lifespan_client(emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    from lmi_gevent.emulator.api import open_reply
+
+    upstream = SlowServer(delay=0.5, body=b"upstream answer")
+    threading_server = __import__("threading").Thread(target=upstream.serve_forever, daemon=True)
+    threading_server.start()
+    try:
+        n = 8
+        emulator = emulator_factory(concurrency=n, timeout=30, function_url=True)
+        runtime = start_runtime(emulator, ROOT, "examples/fastapi_app.handler", concurrency=n,
+                                env={"UPSTREAM_URL": upstream.url})
+        host, port = emulator.function_url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+
+        def get(target: str) -> tuple[int, bytes]:
+            reply = open_reply(host, int(port), "GET", target)
+            body = b"".join(reply.chunks())
+            reply.close()
+            return reply.status, body
+
+        status, body = get("/")
+        assert status == 200 and b"request_id" in body, runtime.output()
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(n) as pool:
+            answers = list(pool.map(get, ["/upstream"] * (n // 2) + ["/blocking?seconds=0.5"] * (n // 2)))
+        assert all(status == 200 for status, _ in answers), runtime.output()
+        assert b"upstream answer" in answers[0][1]
+        assert upstream.max == n // 2  # the one lifespan client, n/2 requests at once
+        status, body = get("/events?count=3&interval=0.05")
+        assert status == 200 and body.count(b"data: tick") == 3
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_async_handler_example(emulator_factory, concurrency) -> None:  # type: ignore[no-untyped-def]
+    emulator = emulator_factory(concurrency=concurrency, timeout=10)
+    runtime = start_runtime(emulator, ROOT, "examples/async_handler.handler", concurrency=concurrency)
+    results = emulator.invoke_many([{"names": ["a", "b"]}] * 4, parallel=concurrency)
+    bodies = [r.json() for r in results]
+    assert all(b["greetings"] == ["Hello, a!", "Hello, b!"] for b in bodies), runtime.output()
+    assert max(b["greeted_by_this_process"] for b in bodies) == 8
+    lines = [line for line in runtime.output().splitlines() if "greeted " in line]
+    assert len(lines) == 8 and all(b["request_id"] in runtime.output() for b in bodies)

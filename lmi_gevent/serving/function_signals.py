@@ -1,0 +1,108 @@
+"""The function's own SIGTERM and SIGINT handlers: recorded, and run once the drain is over.
+
+Under awslambdaric a handler module may register ``signal.signal(SIGTERM, flush_and_exit)``
+(AWS's graceful-shutdown pattern) and it runs when the platform stops the process. Here the
+runtime owns those two signals (they start the drain), so installing the function's handler
+would silently replace ours, or ours would silently replace it. Instead :func:`install` wraps
+``signal.signal`` and ``signal.getsignal`` before the handler's module is imported: the
+function's registrations for SIGTERM/SIGINT are recorded (``getsignal`` returns them, as it
+would under awslambdaric) and :func:`run_function_handler` calls the recorded handler after
+every invocation in flight was answered, in the main thread (the main greenlet in concurrent
+mode), where it may block, log and exit. Every other signal is installed as asked.
+
+Stdlib only: used by both modes (docs/design.md, invariant 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any, Callable
+
+log = logging.getLogger("lmi_gevent")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+_real_signal: Callable[..., Any] = signal.signal
+_real_getsignal: Callable[..., Any] = signal.getsignal
+_recorded: dict[int, Any] = {}
+
+
+def install() -> None:
+    """Record the function's SIGTERM/SIGINT registrations from now on (idempotent)."""
+    global _real_signal, _real_getsignal
+    if signal.signal is _record:
+        return
+    _real_signal, _real_getsignal = signal.signal, signal.getsignal
+    for signum in STOP_SIGNALS:
+        _recorded[signum] = _real_getsignal(signum)
+    signal.signal = _record  # type: ignore[assignment]
+    signal.getsignal = _getsignal  # type: ignore[assignment]
+
+
+def uninstall() -> None:
+    """Give the function's recorded handlers back to the process (a forked child is no
+    runtime: it keeps the handlers the function asked for)."""
+    recorded = dict(_recorded) or {signal.SIGTERM: signal.SIG_DFL,
+                                   signal.SIGINT: signal.default_int_handler}
+    if signal.signal is _record:
+        signal.signal, signal.getsignal = _real_signal, _real_getsignal
+    for signum, handler in recorded.items():
+        _real_signal(signum, handler)
+
+
+def runtime_signal(signum: int, handler: Any) -> Any:
+    """The runtime's own registration: installed for real, never recorded."""
+    return _real_signal(signum, handler)
+
+
+def _record(signum: int, handler: Any) -> Any:
+    if signum not in _recorded:
+        return _real_signal(signum, handler)
+    if not (callable(handler) or handler in (signal.SIG_IGN, signal.SIG_DFL)):
+        raise TypeError("signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable "
+                        "object")
+    previous, _recorded[signum] = _recorded[signum], handler
+    return previous
+
+
+def _getsignal(signum: int) -> Any:
+    if signum in _recorded:
+        return _recorded[signum]
+    return _real_getsignal(signum)
+
+
+def function_handler(signum: int) -> Callable[[int, Any], Any] | None:
+    """The handler the function registered for ``signum``, if it registered one to run."""
+    handler = _recorded.get(signum)
+    if not callable(handler) or handler is signal.default_int_handler:
+        return None  # SIG_DFL, SIG_IGN and Python's own SIGINT default: the runtime stops
+    return handler
+
+
+def run_function_handler(signum: int | None) -> int | None:
+    """After the drain: call the function's handler for ``signum`` as the signal would have.
+
+    Returns the exit code it asked for with ``sys.exit`` (None if it returned); an exception
+    it raises is logged and makes the exit code 1. Nothing is running any more, so it may
+    block, log or exit without losing an answer.
+    """
+    handler = function_handler(signum) if signum is not None else None
+    if handler is None:
+        return None
+    name = signal.Signals(signum).name  # type: ignore[arg-type]
+    log.info("Running the function's %s handler %s after the drain.", name,
+             getattr(handler, "__qualname__", repr(handler)))
+    try:
+        handler(signum, sys._getframe())  # type: ignore[arg-type]
+    except SystemExit as leaving:
+        code = leaving.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)  # sys.exit("message"), as the interpreter would
+        return 1
+    except BaseException:  # noqa: BLE001 - the runtime is stopping: report and exit 1
+        log.exception("The function's %s handler raised", name)
+        return 1
+    return None
