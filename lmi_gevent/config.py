@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from .records import Record
+from .runtime_api.address import runtime_api_address
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
@@ -41,9 +42,9 @@ def _optional_text(env: str, raw: str) -> str | None:
 
 
 def _runtime_api(env: str, raw: str) -> str:
-    host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(env, f"expected host:port, got {raw!r}")
+    if runtime_api_address(raw) is None:
+        raise ConfigError(env, f"expected host:port of the Runtime API (no scheme, no path), "
+                               f"got {raw!r}")
     return raw
 
 
@@ -79,30 +80,33 @@ def _workers(env: str, raw: str) -> str | int:
 
 
 def _log_format(env: str, raw: str) -> str:
-    # The official client treats anything but JSON as text; so do we, without failing init.
-    return "JSON" if raw.strip().upper() == "JSON" else "Text"
+    # The official client treats anything but JSON (any case) as text, without failing init.
+    return "JSON" if raw.upper() == "JSON" else "Text"
 
 
-_LEVEL_ALIASES = {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+LOG_LEVELS = ("NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _log_level(env: str, raw: str) -> str | None:
-    text = raw.strip().upper()
-    if not text:
+    """The level name as the official client reads it: ``TRACE`` (that spelling) is DEBUG,
+    others in any case; an unknown name is kept, and ignored by the log, as it ignores it."""
+    if not raw:
         return None
-    text = _LEVEL_ALIASES.get(text, text)
-    if text not in _LEVELS:
-        raise ConfigError(env, f"expected one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL, got {raw!r}")
-    return text
+    text = "DEBUG" if raw == "TRACE" else raw.upper()
+    return _LEVEL_ALIASES.get(text, text)
 
 
 def _fd(env: str, raw: str) -> int | None:
     if not raw:
         return None
-    if not raw.isdigit():
+    try:
+        value = int(raw, 10)  # as the official client reads it: spaces and a + sign allowed
+    except ValueError:
+        value = -1
+    if value < 0:
         raise ConfigError(env, f"expected a file descriptor number, got {raw!r}")
-    return int(raw)
+    return value
 
 
 def _seconds(env: str, raw: str) -> float:
@@ -161,7 +165,8 @@ def parse_base_path(env: str, raw: str) -> str | None:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("runtime_api", "AWS_LAMBDA_RUNTIME_API", _runtime_api, None,
-            "host:port of the Runtime API. Set by Lambda; required."),
+            "host:port of the Runtime API (`host` alone means port 80, `[::1]:9001` an IPv6 "
+            "address; a scheme or a path is an error). Set by Lambda; required."),
     Setting("handler", "_HANDLER", _optional_text, None,
             "The handler (`module.function`) when none is given on the command line. Set by Lambda."),
     Setting("task_root", "LAMBDA_TASK_ROOT", _optional_text, None,
@@ -190,8 +195,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_format", "AWS_LAMBDA_LOG_FORMAT", _log_format, "Text",
             "`JSON` or `Text` log records. Set by Lambda (always JSON on Managed Instances)."),
     Setting("log_level", "AWS_LAMBDA_LOG_LEVEL", _log_level, None,
-            "Root logger level: TRACE, DEBUG, INFO, WARN, ERROR or FATAL. Unset: Python's "
-            "default (WARNING)."),
+            "Root logger level: TRACE, DEBUG, INFO, WARN, ERROR or FATAL (any case but TRACE, "
+            "as the official client reads it). Unset: Python's default (WARNING); an unknown "
+            "name is ignored with a warning, as the official client ignores it."),
     Setting("telemetry_fd", "_LAMBDA_TELEMETRY_LOG_FD", _fd, None,
             "File descriptor for framed log records (classic Lambda). Removed from the "
             "environment once read."),

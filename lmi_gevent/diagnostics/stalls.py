@@ -168,8 +168,7 @@ class StallDetector:
         self._run = _Run(0, perf_counter(), current, _context_of(current))
         self._previous_trace = greenlet.settrace(self._on_switch)
         self._started = True
-        if self.report_repeats:
-            self._start_sampler_thread()
+        self._start_sampler_thread()
         # A child forked without exec has no monitor thread and is not the runtime.
         os.register_at_fork(after_in_child=self.stop)
 
@@ -221,8 +220,10 @@ class StallDetector:
             pass
 
     def _start_sampler_thread(self) -> None:
-        # Under check: a native thread of its own samples long runs, so that a loaded
-        # machine's monitor thread, busy formatting gevent's report, cannot miss them.
+        # A native thread of its own samples long runs, so that a monitor thread busy
+        # formatting gevent's report cannot miss them: one long C call holding the GIL
+        # (building a 1 GB buffer) gives gevent no look inside the block, and the handler
+        # yields soon after it ends; this thread looks as soon as the GIL is free again.
         from gevent.monkey import get_original
 
         start_new_thread = get_original("_thread", "start_new_thread")

@@ -25,6 +25,7 @@ _COUNTERS = (
     "rejected_queue_full",
     "rejected_unavailable",
     "rejected_init_failed",
+    "runtime_exits",
     "requeued",
     "abandoned",
     "polls_opened_total",

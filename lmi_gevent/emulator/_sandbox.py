@@ -123,6 +123,7 @@ class Rejection:
 FAULT_ACTIONS = ("status", "reset", "close")
 # How many answered request ids are remembered to recognise a repeated post.
 ANSWERED_MEMORY = 250_000
+WORKER_EXIT_ERROR = "Runtime.ExitError"  # the platform's answer for a runtime process that died
 
 
 @dataclass
@@ -550,6 +551,26 @@ class Sandbox:
             "error_type_header": headers.get("lambda-runtime-function-error-type"),
             "xray_cause_present": "lambda-runtime-function-xray-error-cause" in headers,
         })
+
+    def runtime_exited(self, how: str, *, fail_queue: bool = False) -> int:
+        """The runtime process died (``how``: "signal: segmentation fault", "exit status 1"):
+        as the platform does, every invocation it held is answered with Runtime.ExitError, and
+        with ``fail_queue`` (it died in init) the waiting ones too. Returns how many."""
+        self.record.count("runtime_exits")
+        self.record.event("runtime_exit", how=how)
+        # A stream already begun ends as truncated when its connection closes (end_stream).
+        held = [inv for inv in self._in_flight.values() if inv.relay is None]
+        for inv in held:
+            message = f"RequestId: {inv.request_id} Error: Runtime exited with error: {how}"
+            self._finish(inv, "runtime_exit", function_error(WORKER_EXIT_ERROR, message))
+        while fail_queue and self._queue:
+            inv = self._queue.popleft()
+            self.record.shift(queued=-1)
+            inv.state = "rejected"
+            inv.outcome.set(function_error(WORKER_EXIT_ERROR, f"RequestId: {inv.request_id} "
+                                           f"Error: Runtime exited with error: {how}"))
+            held.append(inv)
+        return len(held)
 
     def init_error(self, headers: dict[str, str], body: bytes) -> Rejection | None:
         """POST /runtime/init/error: recorded once; every waiting and later caller fails."""

@@ -35,6 +35,10 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 DRAIN_GRACE_SECONDS = 30.0
 # After it posted an init error the child should exit by itself; it gets this long.
 INIT_ERROR_EXIT_SECONDS = 3.0
+# A runtime that dies is started again, as the platform starts a new one; one that keeps dying
+# this soon without taking an invocation is waited for longer each time, and given up on.
+QUICK_DEATH_SECONDS = 5.0
+QUICK_DEATHS_LIMIT = 5
 PROG = "lmi-gevent local"
 
 
@@ -187,6 +191,27 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def exit_name(returncode: int) -> str:
+    """How the log names an exit: ``signal SIGSEGV`` or ``code 3``."""
+    return f"signal {_signal_name(-returncode)}" if returncode < 0 else f"code {returncode}"
+
+
+def exit_error(returncode: int) -> str:
+    """The platform's words for it in a Runtime.ExitError: ``signal: segmentation fault``,
+    ``exit status 3`` (a process state, as its Go runtime interface prints one)."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    description = signal.strsignal(-returncode) if hasattr(signal, "strsignal") else None
+    return f"signal: {(description or _signal_name(-returncode)).lower()}"
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """A preexec hook asking Linux to SIGKILL the child if this process dies unexpectedly."""
     if not sys.platform.startswith("linux"):
@@ -216,6 +241,10 @@ class _Session:
         self.child: Any = None
         self.signals_forwarded = 0
         self.drain_deadline: float | None = None
+        self.server: Any = None
+        self.started_at = 0.0
+        self.counts_at_start: dict[str, int] = {}
+        self.quick_deaths = 0
 
     def run(self) -> int:
         # gevent is imported only here: the emulator is no part of the runtime's import path.
@@ -245,19 +274,31 @@ class _Session:
             self._kill_child()
             server.stop(timeout=0.5)
 
-    def _supervise(self, server: Any) -> int:
+    def _start_child(self) -> bool:
         import gevent
         from gevent import subprocess as gsubprocess
 
         try:
             self.child = gsubprocess.Popen(
-                self.command, env=runtime_environment(self.args, server.runtime_api),
-                cwd=self.args.root, stdin=gsubprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent())
+                self.command, env=runtime_environment(self.args, self.server.runtime_api),
+                cwd=self.args.root, stdin=gsubprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent())
         except OSError as exc:
             print(f"{PROG}: error: cannot start the runtime {self.command[0]!r}: {exc}", file=sys.stderr)
-            return 1
+            return False
+        self.started_at = time.monotonic()
+        stats = self.server.sandbox.stats()
+        self.counts_at_start = {name: stats[name] for name in ("polls_opened_total", "dispatched")}
         waiter = gevent.spawn(self.child.wait)
         waiter.link(lambda _: self.wake.set())
+        return True
+
+    def _supervise(self, server: Any) -> int:
+        import gevent
+
+        self.server = server
+        if not self._start_child():
+            return 1
         handlers = [gevent.signal_handler(sig, self._forward, sig) for sig in (signal.SIGINT, signal.SIGTERM)]
         try:
             url = server.invoke_url + INVOKE_PATH
@@ -278,7 +319,9 @@ class _Session:
             if self.init_error is not None:
                 return self._after_init_error()
             if self.child.poll() is not None:
-                return self._after_exit(self.child.returncode)
+                if self.signals_forwarded or not self._restart_after_death(self.child.returncode):
+                    return self._after_exit(self.child.returncode)
+                continue
             remaining = None
             if self.drain_deadline is not None:
                 remaining = self.drain_deadline - time.monotonic()
@@ -304,8 +347,36 @@ class _Session:
 
     def _after_exit(self, returncode: int) -> int:
         if not self.signals_forwarded or returncode != 0:
-            print(f"{PROG}: runtime exited with code {returncode}", file=sys.stderr)
+            print(f"{PROG}: runtime exited with {exit_name(returncode)}", file=sys.stderr)
         return _exit_code(returncode)
+
+    def _restart_after_death(self, returncode: int) -> bool:
+        """The runtime died by itself: answer what it held, as the platform does, and start it
+        again (False: it died in init, or keeps dying at once — the command ends instead)."""
+        stats = self.server.sandbox.stats()
+        polled, took_work = (stats[name] > self.counts_at_start[name]
+                             for name in ("polls_opened_total", "dispatched"))
+        answered = self.server.sandbox.runtime_exited(exit_error(returncode), fail_queue=not polled)
+        if not polled:
+            print(f"{PROG}: the runtime died in init ({exit_name(returncode)}) before it asked "
+                  f"for an invocation; {answered} waiting invocation(s) answered with "
+                  "Runtime.ExitError", file=sys.stderr)
+            return False
+        quick = time.monotonic() - self.started_at < QUICK_DEATH_SECONDS and not took_work
+        self.quick_deaths = self.quick_deaths + 1 if quick else 0
+        if self.quick_deaths >= QUICK_DEATHS_LIMIT:
+            print(f"{PROG}: the runtime died {self.quick_deaths} times in a row within "
+                  f"{QUICK_DEATH_SECONDS:.0f} s of starting; giving up", file=sys.stderr)
+            return False
+        print(f"{PROG}: runtime exited with {exit_name(returncode)}; {answered} invocation(s) "
+              "it held answered with Runtime.ExitError; starting it again", file=sys.stderr,
+              flush=True)
+        if self.quick_deaths:
+            self.wake.clear()
+            self.wake.wait(min(QUICK_DEATH_SECONDS, 0.25 * 2 ** self.quick_deaths))
+            if self.signals_forwarded or self.init_error is not None:
+                return False
+        return self._start_child()
 
     def _on_init_error(self, error: dict[str, Any]) -> None:
         self.init_error = error

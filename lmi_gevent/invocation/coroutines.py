@@ -18,23 +18,34 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Any, Awaitable, Callable, Protocol
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing is not imported on a classic cold start
+if TYPE_CHECKING:
+    from typing import Any, Awaitable, Callable, Protocol
+
+    class ProcessLoop(Protocol):
+        """The process's event loop, as the invoke path sees it."""
+
+        loop: Any  # asyncio.AbstractEventLoop, not imported here: asyncio stays unimported
+
+        def run(self, awaitable: Awaitable[Any],
+                context: contextvars.Context | None = None) -> Any:
+            """Run ``awaitable`` to its end on the loop, blocking the caller (a thread or a
+            greenlet, never the loop itself) until then; its result or its exception.
+            If the caller is interrupted (a deadline cut), the task is cancelled."""
+
+        def close(self) -> None:
+            """Stop the loop and close it; the process is ending."""
+
+    class Lifespan(Protocol):
+        """A handler's ``lifespan`` attribute (``asgi_handler`` sets one): started before
+        the process polls for its first invocation, shut down during the drain."""
+
+        async def startup(self) -> None: ...
+
+        async def shutdown(self) -> None: ...
 
 log = logging.getLogger("lmi_gevent")
-
-
-class ProcessLoop(Protocol):
-    """The process's event loop, as the invoke path sees it."""
-
-    loop: Any  # asyncio.AbstractEventLoop, not imported here: asyncio stays unimported
-
-    def run(self, awaitable: Awaitable[Any], context: contextvars.Context | None = None) -> Any:
-        """Run ``awaitable`` to its end on the loop, blocking the caller (a thread or a
-        greenlet, never the loop itself) until then; its result or its exception.
-        If the caller is interrupted (a deadline cut), the task is cancelled."""
-
-    def close(self) -> None:
-        """Stop the loop and close it; the process is ending."""
 
 
 class SequentialLoop:
@@ -121,15 +132,6 @@ def settled(outcome: tuple[bool, Any]) -> Any:
 
 
 # --- lifespan: what runs once per process around the invocations -----------------------------
-
-class Lifespan(Protocol):
-    """A handler's ``lifespan`` attribute (``asgi_handler`` sets one): started before the
-    process polls for its first invocation, shut down during the drain."""
-
-    async def startup(self) -> None: ...
-
-    async def shutdown(self) -> None: ...
-
 
 def start_lifespan(handler: Any) -> Lifespan | None:
     """Run the handler's lifespan startup on the process loop; its failure propagates (an

@@ -16,6 +16,8 @@ import sys
 import time
 import traceback
 
+from ..config import LOG_LEVELS
+from ..runtime_api.errors import OWN_STACKLESS_ERRORS
 from ..runtime_api.marshal import to_json
 from .context import current_ids
 
@@ -205,7 +207,9 @@ def _error_lines(body: dict[str, Any]) -> list[str]:
             head += ":"
     if body.get("errorMessage"):
         head += " " + body["errorMessage"]
-    lines = [head, "Traceback (most recent call last):"]
+    lines = [head]
+    if body.get("stackTrace") or body.get("errorType") not in OWN_STACKLESS_ERRORS:
+        lines.append("Traceback (most recent call last):")
     for entry in body.get("stackTrace") or []:
         if entry == "":
             lines.append("")
@@ -247,8 +251,12 @@ def setup(*, log_format: str, log_level: str | None, telemetry_fd: int | None,
     handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
     root = logging.getLogger()
     root.addHandler(handler)
-    if log_level:
+    if log_level in LOG_LEVELS:
         root.setLevel(log_level)
+    elif log_level:
+        logging.getLogger("lmi_gevent").warning(
+            "AWS_LAMBDA_LOG_LEVEL=%r is not a level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL); "
+            "ignored, as the official client ignores it", log_level)
     return FunctionLog(sink, json_format)
 
 

@@ -15,6 +15,7 @@ import termios
 
 from .. import __version__
 from ..streaming import TRAILER_NAMES
+from .address import runtime_api_address
 from .connection import Connection, ConnectionLost
 from .marshal import to_json
 
@@ -94,9 +95,11 @@ class RuntimeApiClient:
     """Calls to one Runtime API endpoint over one keep-alive connection."""
 
     def __init__(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
+        host_port = runtime_api_address(address)
+        if host_port is None:
+            raise ValueError(f"AWS_LAMBDA_RUNTIME_API: not host:port: {address!r}")
         self.address = address
-        self._conn = Connection(host, int(port))
+        self._conn = Connection(*host_port)
 
     def close(self) -> None:
         self._conn.close()

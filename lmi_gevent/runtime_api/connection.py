@@ -46,7 +46,8 @@ class Connection:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self._host_header = f"Host: {host}:{port}\r\n"
+        shown = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+        self._host_header = f"Host: {shown}:{port}\r\n"
         self.sock: socket.socket | None = None
         self._reader: Any = None  # the socket's buffered reader while connected
 

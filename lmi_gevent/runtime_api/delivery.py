@@ -16,6 +16,7 @@ import time
 from ..records import Record
 from .backoff import Backoff
 from .client import PlatformFailure, RuntimeApiError
+from .repeats import REPEATS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
@@ -90,8 +91,8 @@ def deliver(post: Callable[[], tuple[int, bytes]], what: str, *, deadline: float
                 _give_up(what, attempts, now - limit, deadline is None, policy, failure)
                 return None
             delay = min(backoff.next_delay(), limit - now)
-        log.warning("Could not post %s (attempt %d), retrying in %.2fs: %s", what, attempts,
-                    delay, failure)
+        REPEATS.warning("post", "Could not post %s (attempt %d), retrying in %.2fs: %s", what,
+                        attempts, delay, failure)
         if delay:
             sleep(delay)
 

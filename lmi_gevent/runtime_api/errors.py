@@ -24,6 +24,10 @@ TIMEOUT_ERROR = "Sandbox.Timedout"
 SHUTDOWN_ERROR = "Runtime.ShutdownBeforeAnswer"
 WORKER_EXIT_ERROR = "Runtime.ExitError"  # the platform's own type when a runtime process dies
 WEDGED_ERROR = "Runtime.WorkerWedged"  # a worker whose event loop stopped running answers with it
+# Errors lmi-gevent answers that the official client never logs: they have no stack, so their
+# log line has no (empty) traceback header, which it prints only for its own stackless faults.
+OWN_STACKLESS_ERRORS = frozenset({RESPONSE_TOO_LARGE, TIMEOUT_ERROR, SHUTDOWN_ERROR,
+                                  WORKER_EXIT_ERROR, CONFIGURATION_ERROR, WEDGED_ERROR})
 
 # lmi_gevent itself (this file is in its runtime_api/ package)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -68,9 +72,17 @@ def describe_exception(exc: BaseException, request_id: str = ""
         return body, xray_cause("LambdaValidationError", exc.message, [])
     frames = user_frames(exc.__traceback__)
     error_type = type(exc).__name__
-    message = str(exc)
+    message = _message_of(exc)
     stack = traceback.format_list(frames)
     return error_body(error_type, message, stack, request_id), xray_cause(error_type, message, frames)
+
+
+def _message_of(exc: BaseException) -> str:
+    # An exception whose __str__ raises must still be answered; worded as traceback prints it.
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - any failure of user code's __str__
+        return "<exception str() failed>"
 
 
 def xray_cause(error_type: str, message: str, frames: list[Frame]) -> dict[str, Any]:

@@ -1,20 +1,20 @@
 """Events in, responses out, with the official client's semantics.
 
 What users rely on (docs/protocol.md): JSON events are decoded and other content types arrive as
-raw bytes; a ``bytes`` return is sent raw as ``application/unknown``; ``Decimal`` is written as
-the exact number it holds; namedtuples become objects; ``", "``/``": "`` separators; NaN and
-Infinity allowed. Responses are encoded with ujson (the fast path; the stdlib encoder words its
-errors); events are decoded with simplejson, the official client's decoder, so the events it
-accepts and the ``Runtime.UnmarshalError`` messages it gives are the same byte for byte.
+raw bytes; a ``bytes`` return is sent raw as ``application/unknown``; everything else is encoded
+exactly as the official client encodes it (simplejson: ``Decimal`` written as the number it
+holds, namedtuples as objects, ``", "``/``": "`` separators, NaN and Infinity allowed), and what
+it cannot encode (a cycle, a tuple key, a set, nesting past the recursion limit) is the same
+``Runtime.MarshalError`` in the same words. Plain values take a faster road (ujson) that gives
+the same bytes; events are decoded with simplejson, so the events the official client accepts and
+its ``Runtime.UnmarshalError`` messages are the same byte for byte.
 """
 
 from __future__ import annotations
 
 import decimal
-import json
 import math
 import os
-import re
 
 import simplejson
 import ujson
@@ -35,22 +35,38 @@ ENSURE_ASCII = os.environ.get("AWS_EXECUTION_ENV") not in _UNESCAPED_RUNTIMES
 _SEPARATORS = (", ", ": ")
 
 
-def to_json(value: Any) -> str:
-    """Encode ``value`` like the official client's encoder (raises TypeError/ValueError)."""
-    special = _replace_specials(value)
-    if special is not None:
-        return _encode_with_exact_numbers(*special)
-    try:
-        return _ujson_dumps(value)
-    except (TypeError, OverflowError, ValueError):
-        # The stdlib encoder gives the standard message ("Object of type set is not JSON
-        # serializable") and settles the rare value ujson rejects but json accepts.
-        return json.dumps(value, ensure_ascii=ENSURE_ASCII, separators=_SEPARATORS)
+class OfficialEncoder(simplejson.JSONEncoder):
+    """The official client's encoder: simplejson's defaults, Decimals written as they read."""
+
+    def __init__(self, ensure_ascii: bool = ENSURE_ASCII) -> None:
+        super().__init__(use_decimal=False, ensure_ascii=ensure_ascii, allow_nan=True)
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, decimal.Decimal):
+            return math.nan if o.is_nan() else simplejson.RawJSON(str(o))
+        return super().default(o)
 
 
-def _ujson_dumps(value: Any) -> str:
-    return ujson.dumps(value, ensure_ascii=ENSURE_ASCII, escape_forward_slashes=False,
-                       separators=_SEPARATORS, reject_bytes=False)
+_OFFICIAL = {True: OfficialEncoder(True), False: OfficialEncoder(False)}
+
+
+def to_json(value: Any, ensure_ascii: bool = ENSURE_ASCII) -> str:
+    """Encode ``value`` as the official client does (raises what its encoder raises)."""
+    if _is_plain(value):
+        try:
+            text = _ujson_dumps(value, ensure_ascii)
+        except (TypeError, OverflowError, ValueError):
+            pass  # nested past ujson's depth limit, a lone surrogate...: the official road decides
+        else:
+            # U+007F is the one character ujson leaves raw that the official client escapes.
+            if not (ensure_ascii and "\x7f" in text):
+                return text
+    return _OFFICIAL[ensure_ascii].encode(value)
+
+
+def _ujson_dumps(value: Any, ensure_ascii: bool) -> str:
+    return ujson.dumps(value, ensure_ascii=ensure_ascii, escape_forward_slashes=False,
+                       separators=_SEPARATORS, reject_bytes=True)
 
 
 def decode_event(body: bytes, content_type: str | None) -> Any:
@@ -78,59 +94,40 @@ def encode_response(value: Any) -> tuple[bytes, str]:
         raise RuntimeFault(MARSHAL_ERROR, f"Unable to marshal response: {problem}") from None
 
 
-# --- Decimal and namedtuple: values ujson would write differently from the official client ---
+# --- which values ujson writes exactly as the official client would ---
 
-def _is_namedtuple(value: Any) -> bool:
-    return isinstance(value, tuple) and hasattr(value, "_asdict")
+# Python writes floats below 1e-4 or from 1e16 in exponent form, where ujson's spelling differs.
+_PLAIN_FLOAT_LOW, _PLAIN_FLOAT_HIGH = 1e-4, 1e16
 
 
-def _needs_care(value: Any) -> bool:
-    """True when ``value`` holds a Decimal or a namedtuple anywhere (a cheap, early-exit walk)."""
+def _is_plain(value: Any) -> bool:
+    """True when ``value`` is only dicts with ``str`` keys, lists, strings, numbers, booleans
+    and None (exact types), with no container reached twice (so no cycle), and no float ujson
+    spells differently. A linear, early-exit walk that records what it saw."""
+    seen: set[int] = set()
     stack = [value]
+    pop, extend, see = stack.pop, stack.extend, seen.add
     while stack:
-        item = stack.pop()
+        item = pop()
         kind = type(item)
-        if kind is dict:
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind in (str, int, float, bool) or item is None:
+        if kind is str or kind is int or kind is bool or item is None:
             continue
-        elif isinstance(item, decimal.Decimal) or _is_namedtuple(item):
-            return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return False
-
-
-def _replace_specials(value: Any) -> tuple[Any, list[str], str] | None:
-    """None when nothing needs care; else a copy with Decimals swapped for placeholders."""
-    if not _needs_care(value):
-        return None
-    numbers: list[str] = []
-    marker = f"\x00lmi-gevent-decimal-{id(numbers)}:"
-
-    def swap(item: Any) -> Any:
-        if isinstance(item, decimal.Decimal):
-            if item.is_nan():
-                return math.nan
-            numbers.append(str(item))
-            return f"{marker}{len(numbers) - 1}"
-        if _is_namedtuple(item):
-            return {key: swap(field) for key, field in item._asdict().items()}
-        if isinstance(item, dict):
-            return {key: swap(field) for key, field in item.items()}
-        if isinstance(item, (list, tuple)):
-            return [swap(field) for field in item]
-        return item
-
-    return swap(value), numbers, marker
-
-
-def _encode_with_exact_numbers(value: Any, numbers: list[str], marker: str) -> str:
-    text = to_json(value)
-    quoted_marker = json.dumps(marker)[1:-1]  # how the marker reads once JSON-escaped
-    pattern = re.compile('"' + re.escape(quoted_marker) + r'(\d+)"')
-    return pattern.sub(lambda match: numbers[int(match.group(1))], text)
+        elif kind is dict or kind is list:
+            count = len(seen)
+            see(id(item))
+            if len(seen) == count:
+                return False
+            if kind is list:
+                extend(item)
+                continue
+            for key in item:
+                if type(key) is not str:
+                    return False
+            extend(item.values())
+        elif kind is float:
+            size = abs(item)
+            if size and (size < _PLAIN_FLOAT_LOW or size >= _PLAIN_FLOAT_HIGH):
+                return False
+        else:
+            return False
+    return True

@@ -19,6 +19,7 @@ from ..runtime_api.client import (
     readable_now,
 )
 from ..runtime_api.errors import SHUTDOWN_ERROR
+from ..runtime_api.repeats import REPEATS
 from . import function_signals
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
@@ -39,10 +40,12 @@ def poll(client: RuntimeApiClient, backoff: Backoff, sleep: Callable[[float], An
             continue
         except RuntimeApiError as problem:
             delay = backoff.next_delay()
-            log.warning("/next failed (attempt %d), retrying in %.2fs: %s",
-                        backoff.failures, delay, problem)
+            REPEATS.warning("/next", "/next failed (attempt %d), retrying in %.2fs: %s",
+                            backoff.failures, delay, problem)
             sleep(delay)
             continue
+        if backoff.failures:
+            REPEATS.ended("/next")
         backoff.reset()
         return invocation
 

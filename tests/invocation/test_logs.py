@@ -139,3 +139,17 @@ def test_unhandled_error_json_is_one_record() -> None:
     record = json.loads(stream.getvalue())
     assert record["level"] == "ERROR" and record["errorType"] == "E" and record["requestId"] == "r"
     assert list(record)[:2] == ["timestamp", "level"]
+
+
+@pytest.mark.parametrize("error_type, header", [
+    ("Function.ResponseSizeTooLarge", False), ("Sandbox.Timedout", False),
+    ("Runtime.ShutdownBeforeAnswer", False), ("Runtime.ExitError", False),
+    # awslambdaric's own stackless faults: it prints the empty header, so we do too
+    ("Runtime.MarshalError", True), ("Runtime.UnmarshalError", True)])
+def test_a_stackless_error_line_has_the_traceback_header_only_where_the_official_client_has_it(
+        error_type: str, header: bool) -> None:
+    stream = io.StringIO()
+    logs.FunctionLog(logs.StreamSink(stream), json_format=False).unhandled_error(
+        {"errorMessage": "m", "errorType": error_type, "requestId": "r", "stackTrace": []})
+    expected = [f"[ERROR] {error_type}: m"] + (["Traceback (most recent call last):"] if header else [])
+    assert stream.getvalue().rstrip("\n").split("\r") == expected

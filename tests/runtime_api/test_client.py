@@ -169,3 +169,39 @@ def test_unreachable_api_is_a_runtime_api_error() -> None:
     client = RuntimeApiClient(f"127.0.0.1:{port}")
     with pytest.raises(RuntimeApiError, match="ConnectionRefusedError"):
         client.next_invocation()
+
+
+def test_an_ipv6_runtime_api_address_is_reached_with_a_bracketed_host_header() -> None:
+    # awslambdaric's http.client takes "[::1]:9001"; so does the client, with its Host header
+    import socket
+    import threading
+
+    from lmi_gevent.runtime_api.client import RuntimeApiClient
+
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            seen.append(data)
+            conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+
+    server = threading.Thread(target=answer, daemon=True)
+    server.start()
+    client = RuntimeApiClient(f"[::1]:{port}")
+    try:
+        status, _ = client.post_init_error({"errorType": "E", "errorMessage": "m"})
+    finally:
+        client.close()
+        server.join(5)
+        listener.close()
+    assert status == 202
+    assert f"\r\nHost: [::1]:{port}\r\n".encode() in seen[0]

@@ -48,3 +48,16 @@ def test_runtime_fault_is_described_as_a_validation_error() -> None:
     body, cause = errors.describe_exception(fault, "rid")
     assert body["errorType"] == "Runtime.MarshalError" and body["stackTrace"] == []
     assert cause["exceptions"][0]["type"] == "LambdaValidationError"
+
+
+def test_an_exception_whose_str_raises_is_still_described() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    try:
+        raise Unprintable()
+    except Unprintable as exc:
+        body, cause = errors.describe_exception(exc, "rid")
+    assert (body["errorType"], body["errorMessage"]) == ("Unprintable", "<exception str() failed>")
+    assert cause["exceptions"][0]["message"] == "<exception str() failed>"

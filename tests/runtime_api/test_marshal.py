@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import collections
+import datetime
+import enum
 import decimal
 import json
 import math
@@ -92,3 +94,80 @@ def test_nested_bytes_are_decoded_as_utf8_text() -> None:
 
 def test_big_integers_survive() -> None:
     assert to_json([2 ** 64, -(2 ** 70)]) == f"[{2 ** 64}, {-(2 ** 70)}]"
+
+
+def _cycle() -> dict[str, object]:
+    looped: dict[str, object] = {}
+    looped["d"] = looped
+    return looped
+
+
+class _BadStr:
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+HOSTILE_VALUES = {
+    "cycle": _cycle, "list cycle": lambda: (lambda x: (x.append(x), x)[1])([]),
+    "tuple key": lambda: {(1, 2): "x"}, "decimal key": lambda: {decimal.Decimal("1.5"): 1},
+    "odd keys": lambda: {None: 1, True: 2, 1.5: 3, 7: 4, b"k": 5},
+    "set": lambda: {1, 2}, "generator": lambda: (i for i in range(3)),
+    "object with a raising __str__": _BadStr, "huge int": lambda: 10 ** 400,
+    "nan and inf": lambda: [math.nan, -math.inf], "small float": lambda: [1e-7, 1e16],
+    "deep nesting": lambda: _nested(100_000), "bad utf-8 bytes inside": lambda: [b"\xff"],
+    "DEL character": lambda: "\x7f", "shared (not cyclic) list": lambda: (lambda x: [x, x])([1]),
+    "enums": lambda: [_Colour.RED, _Size.BIG, {_Colour.RED: 1}],
+    "subclasses": lambda: collections.defaultdict(list, a=[_Float(1.5), _Str("s")]),
+    "datetime": lambda: {"at": datetime.datetime(2026, 1, 1)}, "frozenset": lambda: frozenset(),
+    "bytearray": lambda: bytearray(b"ab"), "memoryview": lambda: memoryview(b"ab"),
+    "range": lambda: range(3), "complex": lambda: 1j,
+}
+
+
+class _Colour(enum.IntEnum):
+    RED = 1
+
+
+class _Size(str, enum.Enum):
+    BIG = "big"
+
+
+class _Float(float):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+def _nested(depth: int) -> object:
+    value: object = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", sorted(HOSTILE_VALUES))
+def test_hostile_return_values_get_the_official_clients_answer(name: str) -> None:
+    # Side by side with awslambdaric's marshaller, on the same value: the same body, or a
+    # MarshalError in the same words (a cycle used to make the walk spin forever).
+    marshaller = pytest.importorskip("awslambdaric.lambda_runtime_marshaller").LambdaMarshaller()
+    value = HOSTILE_VALUES[name]()
+    try:
+        body, content_type = marshaller.marshal_response(value)
+        expected: tuple[str, object] = ("ok", (body.encode("utf-8"), content_type))
+    except Exception as fault:  # noqa: BLE001 - its FaultException
+        expected = ("error", fault.msg)  # type: ignore[attr-defined]
+    try:
+        answer: tuple[str, object] = ("ok", encode_response(value))
+    except errors.RuntimeFault as fault:
+        assert fault.error_type == "Runtime.MarshalError"
+        answer = ("error", fault.message)
+    assert answer == expected
+
+
+def test_a_cycle_is_the_official_marshal_error() -> None:
+    with pytest.raises(errors.RuntimeFault) as caught:
+        encode_response(_cycle())
+    assert caught.value.message == "Unable to marshal response: Circular reference detected"
