@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing is not imported on a classic cold start
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 log = logging.getLogger("lmi_gevent")
 
