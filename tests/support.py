@@ -64,3 +64,12 @@ def run_python(code: str, *args: str, timeout: float = 60) -> Any:
                           env=env, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def alive(pid: int) -> bool:
+    """Running: a zombie waiting for its reaper counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

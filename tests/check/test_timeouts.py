@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import alive
+
 pytestmark = pytest.mark.timeout(90)
 
 TIMEOUT = 2.0
@@ -61,13 +63,6 @@ def handler(event, context):
 """
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for a reaper counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_handler_blocked_in_a_c_read_is_a_timeout_finding_and_leaves_no_process(

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests.support import alive
+
 from lmi_gevent.emulator.api import Emulator
 
 pytestmark = pytest.mark.timeout(30)
@@ -28,16 +30,6 @@ FORKING_RUNTIME = textwrap.dedent('''
 ''')
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie still answers kill(0); it is dead for our purpose
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_dead(pid: int, timeout: float = 10) -> bool:

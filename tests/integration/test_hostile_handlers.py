@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import OFFICIAL_RUNTIME, RUNTIME, init_error, start_runtime, wait_delivered
+from tests.support import OFFICIAL_RUNTIME, RUNTIME, alive, init_error, start_runtime, wait_delivered
 
 pytestmark = pytest.mark.timeout(120)
 needs_linux = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
@@ -123,12 +123,6 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_dead(pids: set[int], timeout: float = 10) -> set[int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import init_error, start_runtime
+from tests.support import alive, init_error, start_runtime
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -84,12 +84,6 @@ def worker_pids(supervisor_pid: int) -> set[int]:
         return {int(pid) for pid in f.read().split()}
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_started(runtime, count: int, timeout: float = 20) -> str:  # type: ignore[no-untyped-def]
