@@ -222,18 +222,23 @@ def test_a_module_that_forks_or_closes_its_streams_still_serves(emulator_factory
 def test_replacements_that_keep_dying_make_the_runtime_give_up_loudly(emulator_factory, task_root, tmp_path) -> None:  # type: ignore[no-untyped-def]
     marker = tmp_path / "crash"
     root = task_root(app=f"""
-import os, ctypes
+import os, ctypes, time
 if os.path.exists({str(marker)!r}):
     ctypes.string_at(0)
 
 
 def handler(event, context):
+    time.sleep(event["seconds"])
     return {{"pid": os.getpid()}}
 """)
     emulator, runtime = start(emulator_factory, root, "2-workers", LMI_GEVENT_WORKER_RESTART_LIMIT="3",
                               LMI_GEVENT_WORKER_RESTART_INITIAL="0.05", LMI_GEVENT_WORKER_RESTART_MAX="0.2")
-    assert emulator.invoke({}).function_error is None  # init succeeded: no init error later
+    # All 4 slots at once, so both workers have served: the killed one did not die young, and
+    # exactly the 4 replacements after it that die on import count toward the limit.
+    results = emulator.invoke_many([{"seconds": 0.5}] * 4, parallel=4)
+    assert all(r.function_error is None for r in results), runtime.output()
     workers = descendants(runtime.pid)
+    assert {r.json()["pid"] for r in results} == workers
     marker.touch()
     os.kill(min(workers), signal.SIGKILL)
     assert runtime.wait(30) == 1
