@@ -108,9 +108,11 @@ def _crash(runtime: Any, phases: dict[str, dict[str, Any]], output: str, root: s
         code = runtime.returncode
         how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
                and -code in signal.valid_signals() else f"exited with status {code}")
-        _, _, crashing = output.rpartition("Current thread")
+        # faulthandler's Python stack of the crashing thread; 3.14 writes the C stack after it
+        # under a heading that also starts "Current thread", so take the last one with frames.
+        stacks = [block for block in output.split("Current thread") if 'File "' in block]
         sites = [f"{path}:{line}" for path, line in
-                 re.findall(r'File "([^"]+)", line (\d+)', crashing)
+                 re.findall(r'File "([^"]+)", line (\d+)', stacks[-1] if stacks else "")
                  if path.startswith(root + os.sep)]
         return {"phase": name, "exit_code": code, "how": how,
                 "site": sites[0] if sites else "",
