@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.emulator.raw_http import exchange, status_lines
 from tests.support import REPO, start_runtime
 
 pytestmark = pytest.mark.timeout(120)
@@ -71,31 +72,6 @@ def url(emulator_factory, task_root):
         parts = urlsplit(emu.function_url)
         return emu, parts.hostname, parts.port
     return start
-
-
-def exchange(host: str, port: int, *pieces: bytes) -> bytes:
-    """Send ``pieces`` and read until the server closes (or goes quiet for 5 s). The write
-    side stays open: a client that half-closes counts as gone while its invocation waits."""
-    with socket.create_connection((host, port), timeout=5) as sock:
-        try:
-            for piece in pieces:
-                sock.sendall(piece)
-        except OSError:
-            pass  # refused and closed before the rest was sent
-        received = b""
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    return received
-                received += data
-        except (socket.timeout, ConnectionResetError):
-            return received
-
-
-def status_lines(reply: bytes) -> list[int]:
-    """The status of each response in ``reply`` (bodies here never hold an HTTP/1.1 status)."""
-    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)]
 
 
 def served(emu) -> int:

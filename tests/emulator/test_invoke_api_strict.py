@@ -4,12 +4,11 @@ connection closed, and that no invocation was made of it."""
 
 from __future__ import annotations
 
-import re
-import socket
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.emulator.raw_http import exchange, status_lines
 from tests.support import start_runtime
 
 pytestmark = pytest.mark.timeout(90)
@@ -37,27 +36,6 @@ HOSTILE = {
 }
 
 
-def exchange(host: str, port: int, raw: bytes) -> bytes:
-    with socket.create_connection((host, port), timeout=5) as sock:
-        try:
-            sock.sendall(raw)
-        except OSError:
-            pass
-        received = b""
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    return received
-                received += data
-        except (socket.timeout, ConnectionResetError):
-            return received
-
-
-def statuses(reply: bytes) -> list[int]:
-    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)]
-
-
 @pytest.fixture
 def served(emulator_factory, task_root):
     emu = emulator_factory(concurrency=1, timeout=20)
@@ -71,7 +49,7 @@ def test_each_hostile_invoke_is_refused_and_closes_and_nothing_is_invoked(served
     emu, host, port = served
     for label, (raw, status) in HOSTILE.items():
         reply = exchange(host, port, raw)
-        assert statuses(reply) == [status], (label, reply[:300])
+        assert status_lines(reply) == [status], (label, reply[:300])
         assert b"Connection: close" in reply, label
     stats = emu.stats()
     assert stats["invocations_received"] == 0 and stats["bad_requests"] == len(HOSTILE)
@@ -82,13 +60,13 @@ def test_the_invoke_api_refuses_oversized_payloads_and_bad_headers_by_name(serve
     emu, host, port = served
     too_big = b'"' + b"a" * (6 * 1024 * 1024) + b'"'
     reply = exchange(host, port, INVOKE.encode() + b"Content-Length: %d\r\n\r\n" % len(too_big) + too_big)
-    assert statuses(reply) == [413] and b"RequestEntityTooLargeException" in reply
+    assert status_lines(reply) == [413] and b"RequestEntityTooLargeException" in reply
     reply = exchange(host, port, INVOKE.encode() + b"X-Amz-Invocation-Type: Sometimes\r\n"
                      b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
-    assert statuses(reply) == [400] and b"X-Amz-Invocation-Type" in reply
+    assert status_lines(reply) == [400] and b"X-Amz-Invocation-Type" in reply
     reply = exchange(host, port, INVOKE.encode() + b"X-Amz-Client-Context: not-base64!\r\n"
                      b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
-    assert statuses(reply) == [400] and b"InvalidRequestContentException" in reply
+    assert status_lines(reply) == [400] and b"InvalidRequestContentException" in reply
     assert emu.stats()["invocations_received"] == 0
 
 
@@ -97,9 +75,9 @@ def test_a_strict_reader_still_takes_what_clients_send(served):
     chunked = (INVOKE.encode() + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                b"2;ext=1\r\n{}\r\n0\r\nX-Trailer: t\r\n\r\n")
     reply = exchange(host, port, chunked)
-    assert statuses(reply) == [200] and reply.endswith(b"{}")
+    assert status_lines(reply) == [200] and reply.endswith(b"{}")
     tabbed = INVOKE.encode() + b"X-A:\t spaced \t\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
-    assert statuses(exchange(host, port, tabbed)) == [200]
+    assert status_lines(exchange(host, port, tabbed)) == [200]
     assert emu.stats()["invocations_received"] == 2
 
 
@@ -110,6 +88,6 @@ def test_the_runtime_api_refuses_smuggling_too(served):
            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
            b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}")
     reply = exchange(host, int(port), raw)
-    assert statuses(reply) == [400]
+    assert status_lines(reply) == [400]
     assert emu.stats()["init_error"] is None  # the smuggled init error never landed
     assert emu.invoke({"k": 1}).json() == {"k": 1}
