@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.emulator.raw_http import exchange, status_lines
-from tests.support import REPO, start_runtime
+from tests.support import REPO, start_runtime, stop
 
 pytestmark = pytest.mark.timeout(120)
 # What HTTP forbids in a header name (not a token) and value (controls but HTAB).
@@ -317,12 +317,7 @@ def handler(event, context):
         assert status_lines(after) == [200]
         assert marks.read_text().split() == ["/ready", "/after"]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def test_head_answers_carry_no_body_and_100_continue_is_honoured(url):

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from lmi_gevent.emulator.api import open_reply
-from tests.support import REPO, start_runtime
+from tests.support import REPO, start_runtime, stop
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -204,12 +204,7 @@ def test_local_function_url_serves_the_flask_example_to_a_real_client():
         assert sorted(c.name for c in answer.cookies) == ["seen", "visits"]
         assert requests.get(url + "pixel.png").content.startswith(b"\x89PNG")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def test_streaming_example_sends_events_and_a_csv_export(url_emulator):
