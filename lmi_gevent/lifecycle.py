@@ -20,6 +20,7 @@ function, after step 2 has decided whether to patch (docs/design.md, invariants 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -67,6 +68,7 @@ def bootstrap(handler_arg: str | None) -> int:
         workers = config.worker_count()
         if workers > 1:  # step 5 on several cores: K workers, each doing steps 1-6
             from .workers.supervisor import supervise
+            _collect_again()
             return supervise(handler, config, workers)
     if config.concurrent and not problems:
         from .integrations.monkey import patch_all
@@ -153,6 +155,7 @@ def _load(handler_name: str, config: Config, slots: int, init: _Init) -> tuple[A
         from .integrations import sentry
         sentry.install()
     function_signals.install()  # the function's SIGTERM/SIGINT handlers run after the drain
+    _collect_again()  # the function's imports and invocations run with the collector on
     try:
         with _exit_reported_during_init(handler_name, init):
             handler = load_handler(handler_name)
@@ -163,6 +166,15 @@ def _load(handler_name: str, config: Config, slots: int, init: _Init) -> tuple[A
     if config.sentry_integration:
         handler = sentry.wrap_handler(handler)
     return handler, lifespan
+
+
+def _collect_again() -> None:
+    """The garbage collector back on (:mod:`lmi_gevent.cli` turns it off for the runtime's own
+    imports). What exists now is the runtime's modules, classes and settings, alive until the
+    process ends: frozen, no collection ever scans them again, starting with the one the
+    objects made while it was off would trigger at once (docs/pythons.md, "Cold start")."""
+    gc.freeze()
+    gc.enable()
 
 
 class _InitFailed(Exception):

@@ -57,10 +57,14 @@ def test_the_http_adapter_and_streaming_import_no_gevent_and_no_web_stack(statem
     assert out.stdout.strip() == "[]"
 
 
-# What a classic (sequential) cold start must not pay for: concurrent-mode modules, and the
-# stdlib modules awslambdaric does without (docs/pythons.md, cold start).
+# What a classic (sequential) cold start must not pay for: concurrent-mode modules, the
+# stdlib modules awslambdaric does without, and what only some invocations need (streaming,
+# errors, large answers, JSON logs, the telemetry fd, the MI log socket) (docs/pythons.md,
+# cold start).
 NOT_IN_A_CLASSIC_START = ["typing", "dataclasses", "inspect", "tempfile", "random", "gevent",
                           "greenlet", "asyncio", "concurrent.futures", "ssl", "http.client",
+                          "socket", "selectors", "select", "encodings.idna", "json", "ujson",
+                          "base64", "struct", "fcntl", "termios",
                           "lmi_gevent.workers.scoreboard", "lmi_gevent.workers.supervisor",
                           "lmi_gevent.integrations.monkey", "lmi_gevent.integrations.asyncio",
                           "lmi_gevent.integrations.threads", "lmi_gevent.serving.slots",
@@ -84,9 +88,10 @@ def test_a_sequential_start_imports_only_what_the_classic_loop_uses(emulator_fac
     runtime = start_runtime(emulator, task_root(app=MODULES_APP))
     answer = emulator.invoke({})
     assert answer.status == 200, runtime.output()
-    # awslambdaric needs logging, traceback and json too; what they import on this Python
-    # (3.14's traceback brings dataclasses and inspect, for its colours) is no cost of ours.
-    stdlib = subprocess.run([sys.executable, "-I", "-c", "import sys, logging, traceback, json; "
+    # logging and traceback are needed (awslambdaric imports them too); what they import on
+    # this Python (3.14's traceback brings dataclasses and inspect, for its colours) is no
+    # cost of ours.
+    stdlib = subprocess.run([sys.executable, "-I", "-c", "import sys, logging, traceback; "
                              f"print([m for m in {NOT_IN_A_CLASSIC_START!r} if m in sys.modules])"],
                             capture_output=True, text=True, check=True).stdout
     assert set(answer.json()) <= set(json.loads(stdlib.replace("'", '"'))), answer.json()
@@ -95,3 +100,40 @@ def test_a_sequential_start_imports_only_what_the_classic_loop_uses(emulator_fac
 def test_the_checked_list_catches_a_module_that_is_loaded() -> None:
     # The check above can fail: in this test process (pytest) most of the list is loaded.
     assert "typing" in sys.modules and "inspect" in sys.modules
+
+
+GC_APP = """
+import gc
+
+AT_IMPORT = gc.isenabled()
+GARBAGE = []
+for _ in range(50):
+    cycle = []
+    cycle.append(cycle)  # unreachable once the loop moves on: only a collection frees it
+    GARBAGE.append(id(cycle))
+del cycle
+
+
+def handler(event, context):
+    found = gc.collect()
+    return {"at_import": AT_IMPORT, "in_handler": gc.isenabled(), "collected": found,
+            "frozen": gc.get_freeze_count()}
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_the_function_runs_with_the_garbage_collector_on(emulator_factory, task_root,  # type: ignore[no-untyped-def]
+                                                         concurrency: int) -> None:
+    # The CLI turns the collector off for the runtime's own imports; the handler module's
+    # import and every invocation must find it on, and the cycles the import left collectable.
+    from tests.support import start_runtime
+
+    emulator = emulator_factory(concurrency=concurrency, timeout=30)
+    runtime = start_runtime(emulator, task_root(app=GC_APP), concurrency=concurrency)
+    answer = emulator.invoke({})
+    assert answer.status == 200, runtime.output()
+    found = answer.json()
+    assert found["at_import"] is True and found["in_handler"] is True, found
+    assert found["collected"] >= 50, found  # the import's cycles were not frozen
+    assert found["frozen"] > 0, found  # the runtime's own objects were
