@@ -22,9 +22,6 @@ Stdlib only: it works in sequential mode, which never imports gevent.
 
 from __future__ import annotations
 
-import base64
-import json
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -80,6 +77,8 @@ def http_prelude(status: int, headers: Mapping[str, str], cookies: Sequence[str]
     check_fields((name, value if isinstance(value, str) else str(value))
                  for name, value in headers.items())
     check_cookies(cookie if isinstance(cookie, str) else str(cookie) for cookie in cookies)
+    import json  # here, not at the top: a classic cold start never streams
+
     document: dict[str, Any] = {"statusCode": int(status), "headers": dict(headers)}
     if cookies:
         document["cookies"] = list(cookies)
@@ -186,6 +185,9 @@ class StreamBody:
 
 def error_trailers(error: Mapping[str, Any]) -> dict[str, str]:
     """``Lambda-Runtime-Function-Error-Type`` and ``-Body`` (base64 JSON) for an error body."""
+    import base64
+    import json
+
     error_type = str(error.get("errorType") or "Unhandled")
     if not (error_type.isascii() and error_type.isprintable()):
         error_type = "Unhandled"

@@ -7,7 +7,6 @@ they stop (docs/design.md, invariant 6).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 
@@ -237,6 +236,8 @@ def build_context(invocation: Invocation) -> LambdaContext:
 def _json_header(raw: str | None, name: str) -> Any:
     if not raw:  # an empty header means "none"
         return None
+    import json  # only for invocations that carry such a header
+
     try:
         return json.loads(raw)
     except ValueError as problem:

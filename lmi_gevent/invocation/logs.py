@@ -7,11 +7,8 @@ concurrent invocations cannot be mislabelled.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import socket
-import struct
 import sys
 import time
 import traceback
@@ -23,7 +20,7 @@ from .context import current_ids
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import Any, Callable, TextIO
 
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 _TEXT_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
@@ -68,9 +65,10 @@ class FramedSink:
     to another greenlet half-way.
     """
 
-    _HEADER = struct.Struct(">IIQ")
-
     def __init__(self, fd: int, json_format: bool, per_level: bool) -> None:
+        import struct  # only where the platform gives a telemetry fd
+
+        self._header = struct.Struct(">IIQ")
         self.fd = fd
         self.frames = _JSON_FRAME if json_format else _TEXT_FRAME
         self.per_level = per_level
@@ -89,7 +87,7 @@ class FramedSink:
 
     def _write(self, text: str, frame_type: int) -> None:
         data = text.encode("utf-8")
-        header = self._HEADER.pack(frame_type, len(data), time.time_ns() // 1000)
+        header = self._header.pack(frame_type, len(data), time.time_ns() // 1000)
         view = memoryview(header + data)
         while view:
             view = view[os.write(self.fd, view):]
@@ -121,7 +119,13 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record with the fields Lambda's JSON log format defines."""
 
     converter = staticmethod(time.gmtime)
-    _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+    _encode: Callable[[Any], str]  # set by the first instance: json only for JSON logs
+
+    def __init__(self) -> None:
+        super().__init__()
+        import json
+
+        JsonFormatter._encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
     def format(self, record: logging.LogRecord) -> str:
         level = normalised_level(record.levelno)
@@ -221,6 +225,8 @@ def _error_lines(body: dict[str, Any]) -> list[str]:
 
 def connect_log_socket(path: str) -> None:
     """Route stdout and stderr to the Managed Instances log socket (one connection)."""
+    import socket  # only in Managed Instances, and then gevent has imported it already
+
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)

@@ -7,16 +7,12 @@ concurrent mode its sockets are gevent's.
 
 from __future__ import annotations
 
-import fcntl
-import json
-import re
 import sys
-import termios
 
 from .. import __version__
 from ..streaming import TRAILER_NAMES
 from .address import runtime_api_address
-from .connection import Connection, ConnectionLost
+from .connection import Connection, ConnectionLost, peek
 from .marshal import to_json
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
@@ -33,7 +29,9 @@ USER_AGENT = (f"lmi-gevent/{__version__} "
               f"python/{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}")
 
 # Request ids go into a URL path; anything outside this set is refused rather than escaped.
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}\Z")
+# (A set, not a regular expression: compiling one costs a classic cold start ~0.2 ms.)
+_SAFE_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+_SAFE_ID_LENGTH = 200
 
 
 class RuntimeApiError(Exception):
@@ -64,7 +62,8 @@ class Invocation:
     def __init__(self, headers: dict[str, str], body: bytes) -> None:
         """``headers``: the /next response's headers with lower-cased names."""
         request_id = headers.get("lambda-runtime-aws-request-id") or ""
-        if not _SAFE_ID.match(request_id):
+        if not (0 < len(request_id) <= _SAFE_ID_LENGTH
+                and _SAFE_ID_CHARS.issuperset(request_id)):
             raise InvalidInvocation(
                 f"Lambda-Runtime-Aws-Request-Id header is missing or unsafe: {request_id!r}")
         self.request_id = request_id
@@ -199,15 +198,14 @@ class RuntimeApiClient:
 def readable_now(sock: Any) -> bool:
     """True when bytes wait unread on ``sock``.
 
-    Asks the kernel (FIONREAD) instead of ``select``: a handler may have monkey-patched
+    Peeks without waiting instead of asking ``select``: a handler may have monkey-patched
     ``select`` with gevent, and then a signal handler runs in gevent's hub, where a patched
     ``select`` cannot be called. An end of stream counts as nothing to read.
     """
     try:
-        waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return bool(peek(sock))
     except (OSError, ValueError):  # closed under us: nothing to read
         return False
-    return int.from_bytes(waiting, sys.byteorder) > 0
 
 
 def _error_headers(error: dict[str, Any], cause: dict[str, Any] | None) -> dict[str, str]:
@@ -217,6 +215,8 @@ def _error_headers(error: dict[str, Any], cause: dict[str, Any] | None) -> dict[
         error_type = "Unhandled"
     headers = {"Content-Type": "application/json", ERROR_TYPE_HEADER: error_type or "Unhandled"}
     if cause is not None:
+        import json  # errors only
+
         text = json.dumps(cause, ensure_ascii=True, separators=(",", ":"), default=str)
         if len(text) < XRAY_CAUSE_LIMIT:
             headers[XRAY_CAUSE_HEADER] = text

@@ -8,14 +8,23 @@ a few dozen lines does the job at a fraction of the cost.
 
 Each request is sent in one write with TCP_NODELAY: two writes (headers, then body) cost a
 40 ms delayed-ACK stall per call on loopback when Nagle is on.
+
+Sockets come from the ``socket`` module when something imported it (in concurrent mode it is
+gevent's, so a slot's wait yields to the others), otherwise from the C module ``_socket``: a
+classic cold start then skips ``socket.py`` and the enums it builds, and the host name goes to
+``getaddrinfo`` as bytes, which spares loading the IDNA codec (together ~3 ms of a ~35 ms
+start, docs/bench-coldstart.md).
 """
 
 from __future__ import annotations
 
-import socket
+import _socket
+import io
+import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
+    from socket import socket
     from typing import Any, Callable, Iterable
 
 _MAX_LINE = 65536  # longest status or header line accepted
@@ -48,7 +57,7 @@ class Connection:
         self.port = port
         shown = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
         self._host_header = f"Host: {shown}:{port}\r\n"
-        self.sock: socket.socket | None = None
+        self.sock: socket | None = None
         self._reader: Any = None  # the socket's buffered reader while connected
 
     def close(self) -> None:
@@ -58,19 +67,19 @@ class Connection:
             self.sock.close()
         self.sock = self._reader = None
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> socket:
         # No timeout: /next is a long-poll that may legitimately wait for hours.
-        sock = socket.create_connection((self.host, self.port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = open_tcp(self.host, self.port)
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self.sock = sock
         # A status line and headers fit in 2 KiB; larger bodies bypass the buffer. The default
         # 8 KiB buffer was half of each idle slot's memory (tracemalloc, N=1000).
-        self._reader = sock.makefile("rb", _READ_BUFFER)
+        self._reader = io.BufferedReader(_SocketReader(sock), _READ_BUFFER)
         return sock
 
     def request(self, method: str, path: str, headers: dict[str, str],
                 body: bytes | None = None,
-                before_read: Callable[[socket.socket], None] | None = None) -> Response:
+                before_read: Callable[[socket], None] | None = None) -> Response:
         """Send one request and read its response; raises OSError subclasses on failure.
 
         ``before_read(sock)`` runs after the request is sent and before any byte of the
@@ -188,13 +197,64 @@ def _check_value(name: str, value: str) -> None:
         raise ValueError(f"header {name} has a line break in its value")
 
 
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """True when the server has closed this idle keep-alive connection (EOF waits unread)."""
-    # gevent's socket would wait on EAGAIN; its real socket (``_sock``) answers at once.
+class _SocketReader(io.RawIOBase):
+    """A connected socket as the raw stream under an ``io.BufferedReader`` (what
+    ``socket.makefile("rb")`` builds, for sockets of either module)."""
+
+    def __init__(self, sock: socket) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
+
+
+def open_tcp(host: str, port: int) -> socket:
+    """A TCP connection to ``host:port``, trying each address ``getaddrinfo`` gives in turn
+    (as ``socket.create_connection`` does), with the module chosen as the docstring says."""
+    module: Any = sys.modules.get("socket") or _socket
+    try:
+        name = host.encode("ascii")  # a str would load the IDNA codec
+    except UnicodeEncodeError:
+        name = host.encode("idna")
+    problem: OSError | None = None
+    for family, kind, proto, _, address in module.getaddrinfo(name, port, 0,
+                                                              _socket.SOCK_STREAM):
+        sock = module.socket(family, kind, proto)
+        try:
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            problem = error
+            continue
+        return sock
+    raise problem or OSError(f"getaddrinfo found no address for {host!r}")
+
+
+def peek(sock: socket) -> bytes | None:
+    """One byte waiting on ``sock`` without taking it: b"" at the end of the stream, None when
+    nothing waits. Never waits: gevent's socket would, on EAGAIN, so its real one is asked."""
     raw = getattr(sock, "_sock", sock)
     try:
-        return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        return raw.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
     except BlockingIOError:
-        return False
+        return None
+
+
+def wait_readable(sock: socket) -> None:
+    """Block until bytes, or the end of the stream, wait on the blocking ``sock``, taking none
+    of them: a peek, which a signal handler may interrupt by raising, as it may a ``select``."""
+    try:
+        sock.recv(1, _socket.MSG_PEEK)
+    except OSError:
+        pass  # a reset connection: the read that follows meets it and says so
+
+
+def _closed_by_peer(sock: socket) -> bool:
+    """True when the server has closed this idle keep-alive connection (EOF waits unread)."""
+    try:
+        return peek(sock) == b""
     except OSError:
         return True

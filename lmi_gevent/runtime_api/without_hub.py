@@ -27,26 +27,17 @@ class HandedInvocation(NamedTuple):
     invocation_id: str | None
 
 
-class _Fd:
-    """Enough of a socket for :func:`readable_now`."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def fileno(self) -> int:
-        return self.fd
-
-
 def take_poll(fd: int) -> HandedInvocation | None:
     """The invocation waiting on the poll connection ``fd``, or None; either way the poll is
     shut down, so the platform hands it nothing more (what arrives later resets the
     connection unread, and the platform hands that invocation to another poll)."""
-    handed = _read_invocation(fd) if readable_now(_Fd(fd)) else None
     sock = _socket.socket(fileno=os.dup(fd))
     try:
-        sock.shutdown(_socket.SHUT_RDWR)
-    except OSError:
-        pass
+        handed = _read_invocation(fd) if readable_now(sock) else None
+        try:
+            sock.shutdown(_socket.SHUT_RDWR)
+        except OSError:
+            pass
     finally:
         sock.close()
     return handed

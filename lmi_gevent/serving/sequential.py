@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from ..runtime_api.client import (
     RuntimeApiError,
     readable_now,
 )
+from ..runtime_api.connection import wait_readable
 from ..runtime_api.errors import SHUTDOWN_ERROR
 from ..runtime_api.repeats import REPEATS
 from . import function_signals
@@ -103,7 +103,7 @@ class Stopper:
         try:
             if self.requested:  # the signal came while the request was being sent
                 raise StopRequested
-            select.select([sock], [], [])
+            wait_readable(sock)
         finally:
             self._idle = False
             self._waiting_on = None

@@ -8,14 +8,15 @@ modes (non-ASCII escaped, and left as is on the python3.12+ managed runtimes).""
 from __future__ import annotations
 
 import collections
+import contextlib
 import decimal
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import given, strategies as st
 
-from lmi_gevent.runtime_api import errors
+from lmi_gevent.runtime_api import errors, marshal
 from lmi_gevent.runtime_api.marshal import encode_response, to_json
 
 awslambdaric_marshaller = pytest.importorskip("awslambdaric.lambda_runtime_marshaller")
@@ -75,10 +76,27 @@ def ours(value: Any, ensure_ascii: bool) -> tuple[str, Any]:
         return "error", f"Unable to marshal response: {problem}"
 
 
-def assert_same_answer(value: Any, ensure_ascii: bool) -> None:
+# Both roads of ours: simplejson for small plain values (and every other value), and ujson
+# from marshal._UJSON_FROM values up, which the generated values seldom reach, so it is also
+# taken for every plain value.
+ROADS = {"as shipped": marshal._UJSON_FROM, "ujson for every plain value": 0}
+
+
+@contextlib.contextmanager
+def ujson_from(size: int) -> Iterator[None]:
+    shipped = marshal._UJSON_FROM
+    marshal._UJSON_FROM = size
+    try:
+        yield
+    finally:
+        marshal._UJSON_FROM = shipped
+
+
+def assert_same_answer(value: Any, ensure_ascii: bool, road: str = "as shipped") -> None:
     with pytest.MonkeyPatch.context() as monkeypatch:
         expected = official(value, ensure_ascii, monkeypatch)
-    answer = ours(value, ensure_ascii)
+    with ujson_from(ROADS[road]):
+        answer = ours(value, ensure_ascii)
     if expected[0] == "unsendable":  # ours refuses it up front, as a MarshalError
         assert answer[0] == "error" and "surrogates not allowed" in answer[1]
     else:
@@ -103,16 +121,18 @@ def add_cycle(value: Any) -> Any:
     return value
 
 
+@pytest.mark.parametrize("road", ROADS)
 @given(value=values, ensure_ascii=st.booleans())
 def test_every_value_is_answered_as_the_official_client_answers_it(
-        value: Any, ensure_ascii: bool) -> None:
-    assert_same_answer(value, ensure_ascii)
+        road: str, value: Any, ensure_ascii: bool) -> None:
+    assert_same_answer(value, ensure_ascii, road)
 
 
+@pytest.mark.parametrize("road", ROADS)
 @given(value=values.map(add_cycle), ensure_ascii=st.booleans())
 def test_values_with_cycles_are_answered_as_the_official_client_answers_them(
-        value: Any, ensure_ascii: bool) -> None:
-    assert_same_answer(value, ensure_ascii)
+        road: str, value: Any, ensure_ascii: bool) -> None:
+    assert_same_answer(value, ensure_ascii, road)
 
 
 @given(depth=st.integers(0, 60) | st.integers(2_000, 20_000),

@@ -79,10 +79,17 @@ def test_remaining_time_never_negative() -> None:
     assert ctx.get_remaining_time_in_millis() == 0
 
 
-@pytest.mark.parametrize("request_id", [None, "", "../../init/error", "a b", "id?x=1", "é"])
+@pytest.mark.parametrize("request_id", [None, "", "../../init/error", "a b", "id?x=1", "é",
+                                        "abc\n", "x" * 201, "a/b", "%2e%2e"])
 def test_unsafe_request_ids_are_refused_naming_the_header(request_id: str | None) -> None:
     with pytest.raises(InvalidInvocation, match="Lambda-Runtime-Aws-Request-Id"):
         invocation(**{"Lambda-Runtime-Aws-Request-Id": request_id})
+
+
+@pytest.mark.parametrize("request_id", ["8476a536-e9f4-11e8-9739-2dfe598c3fcd", "x" * 200,
+                                        "A.b_c:d-9"])
+def test_request_ids_of_the_safe_characters_are_taken(request_id: str) -> None:
+    assert invocation(**{"Lambda-Runtime-Aws-Request-Id": request_id}).request_id == request_id
 
 
 @pytest.mark.parametrize("deadline", [None, "", "soon", "1.5e12"])
