@@ -144,6 +144,7 @@ def table(starts: list[Start]) -> list[str]:
 
 
 def write_page(starts: list[Start], meta: dict[str, Any], out_dir: str) -> str:
+    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "bench-coldstart.md")
     rounds = {case: 1 + max(s.round for s in starts if s.case == case)
               for case in dict.fromkeys(start.case for start in starts)}
