@@ -8,12 +8,13 @@ allows and name what a ``sitecustomize``/``PYTHONSTARTUP``/``.pth`` file importe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Iterator
 
 # Modules that hold blocking primitives when imported before patching (checked, not imported).
 EARLY_IMPORT_RISKS = (
@@ -36,21 +37,31 @@ def patch_all() -> list[str]:
     # gevent warns on stderr about ssl imported early; we report all risks in one log line.
     import warnings
 
-    from gevent import events, monkey
-    scan_each_event = events.notify_and_call_entry_points
-    events.notify_and_call_entry_points = plugins_found_once()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", monkey.MonkeyPatchWarning)
-            monkey.patch_all()
-    finally:
-        events.notify_and_call_entry_points = scan_each_event
+    from gevent import monkey
+
+    with warnings.catch_warnings(), plugins_scanned_once():
+        warnings.simplefilter("ignore", monkey.MonkeyPatchWarning)
+        monkey.patch_all()
     from . import alarms
     from . import threads as inherit
     inherit.install()  # before the handler's `from gevent import spawn`
     alarms.install()  # before the handler's `from signal import alarm`
     resolve_ip_literals_inline()
     return early
+
+
+@contextlib.contextmanager
+def plugins_scanned_once() -> Iterator[None]:
+    """For the span of the block, gevent finds its plugins with one cheap scan
+    (:func:`plugins_found_once`) instead of ``importlib.metadata`` at every event."""
+    from gevent import events
+
+    scan_each_event = events.notify_and_call_entry_points
+    events.notify_and_call_entry_points = plugins_found_once()
+    try:
+        yield
+    finally:
+        events.notify_and_call_entry_points = scan_each_event
 
 
 def plugins_found_once() -> Callable[[Any], None]:

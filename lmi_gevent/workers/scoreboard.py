@@ -16,7 +16,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import tempfile
 import time
 from typing import NamedTuple
 
@@ -217,6 +216,8 @@ def _shared_file(size: int) -> int:
     try:
         fd = os.memfd_create("lmi-gevent-scoreboard")  # close-on-exec; passed on explicitly
     except (AttributeError, OSError):  # not Linux
+        import tempfile  # not at import: a worker (and one process's slots) never needs it
+
         handle = tempfile.TemporaryFile()
         fd = os.dup(handle.fileno())
         handle.close()
