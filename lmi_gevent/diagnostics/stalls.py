@@ -46,10 +46,10 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import gevent
 import gevent.events

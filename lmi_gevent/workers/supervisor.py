@@ -3,8 +3,10 @@
 Read top to bottom, the supervisor's life:
 
 1. split the N slots into K shares, as even as possible, summing to exactly N;
-2. log ``runtime_worker_pool_initializing`` once and start K workers, each a fresh
-   ``python -m lmi_gevent HANDLER`` serving its share with the one-process concurrent mode;
+2. log ``runtime_worker_pool_initializing`` once and take over the K workers forked at
+   step 2 (:mod:`lmi_gevent.workers.forking`), each serving its share with the one-process
+   concurrent mode; a worker that could not be forked, and every replacement, is a fresh
+   ``python -m lmi_gevent HANDLER``;
 3. loop: signal handlers only enqueue the signal and wake the loop (``signal.set_wakeup_fd``);
    the loop reaps children (SIGCHLD, ``waitpid(-1, WNOHANG)`` until none) and
    - replaces a worker that died, after a crash-loop back-off, logging why and what it held,
@@ -54,7 +56,9 @@ from .assignment import (
     PLATFORM_FAILURE_EXIT,
     WEDGED_EXIT,
     WorkerAssignment,
+    slot_shares,
 )
+from .forking import FirstGeneration, ForkedProcess
 from .scoreboard import Scoreboard, SlotInvocation
 
 log = logging.getLogger("lmi_gevent")
@@ -69,16 +73,10 @@ IDLE_WAKE = 1.0
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def slot_shares(slots: int, workers: int) -> list[int]:
-    """N slots over K workers: sizes differ by at most one and sum to exactly N."""
-    base, extra = divmod(slots, workers)
-    return [base + (1 if index < extra else 0) for index in range(workers)]
-
-
 class Worker:
     """One worker process as the supervisor tracks it."""
 
-    def __init__(self, index: int, slots: int, process: subprocess.Popen[bytes],
+    def __init__(self, index: int, slots: int, process: subprocess.Popen[bytes] | ForkedProcess,
                  replacement: bool) -> None:
         self.index = index
         self.slots = slots
@@ -95,12 +93,17 @@ class Worker:
 
 class Supervisor:
     def __init__(self, handler: str, config: Config, workers: int,
-                 function_log: logs.FunctionLog | None = None) -> None:
+                 function_log: logs.FunctionLog | None = None,
+                 first: FirstGeneration | None = None) -> None:
         self.handler = handler
         self.config = config
         self.function_log = function_log
-        self.shares = slot_shares(config.max_concurrency, workers)
-        self.scoreboard = Scoreboard(self.shares)
+        self.first = first  # the first generation, forked before this process's imports
+        if first is not None:
+            self.shares, self.scoreboard = first.shares, first.scoreboard
+        else:
+            self.shares = slot_shares(config.max_concurrency, workers)
+            self.scoreboard = Scoreboard(self.shares)
         self.workers: dict[int, Worker] = {}  # by pid
         self.due: dict[int, float] = {}  # index -> monotonic time its replacement starts
         self.backoffs = [Backoff(config.worker_restart_initial, config.worker_restart_max)
@@ -123,8 +126,13 @@ class Supervisor:
                        "processCount": len(self.shares), "slotsPerProcess": self.shares})
             log.info("Starting %d worker processes for %d slots: %s.", len(self.shares),
                      self.config.max_concurrency, "+".join(map(str, self.shares)))
+            forked = self.first.processes if self.first is not None else []
             for index in range(len(self.shares)):
-                self._spawn(index, replacement=False)
+                if index < len(forked):
+                    self._adopt(index, forked[index])
+                else:
+                    self._spawn(index, replacement=False)
+            self._reap()  # one may have died before the SIGCHLD handler was set
             while self.exit_code is None:
                 self._wait(wake)
                 self._handle_signals()
@@ -242,6 +250,11 @@ class Supervisor:
         self.workers[process.pid] = Worker(index, self.shares[index], process, replacement)
         log.debug("Worker %d (pid %d) started for %d slot(s)%s.", index, process.pid,
                   self.shares[index], " as a replacement" if replacement else "")
+
+    def _adopt(self, index: int, process: ForkedProcess) -> None:
+        self.workers[process.pid] = Worker(index, self.shares[index], process, False)
+        log.debug("Worker %d (pid %d) forked for %d slot(s).", index, process.pid,
+                  self.shares[index])
 
     def _reap(self) -> None:
         while True:
@@ -446,8 +459,10 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
-def supervise(handler: str, config: Config, workers: int) -> int:
-    """Run K workers for ``handler`` until stopped; the runtime's exit code."""
+def supervise(handler: str, config: Config, workers: int,
+              first: FirstGeneration | None = None) -> int:
+    """Run K workers for ``handler`` until stopped; the runtime's exit code. ``first``: the
+    first generation, already forked (:mod:`lmi_gevent.workers.forking`)."""
     function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
                               telemetry_fd=None, log_socket=None)
-    return Supervisor(handler, config, workers, function_log).run()
+    return Supervisor(handler, config, workers, function_log, first).run()
