@@ -17,7 +17,8 @@ import mmap
 import os
 import struct
 import time
-from typing import NamedTuple
+
+from ..records import Record
 
 RECORD_SIZE = 1024
 # pid, open polls, in flight, report length, heartbeat (monotonic), answered, report time (epoch)
@@ -32,7 +33,7 @@ _SLOT = struct.Struct("<QHH")
 _ID_LIMIT = (SLOT_SIZE - _SLOT.size) // 2
 
 
-class SlotInvocation(NamedTuple):
+class SlotInvocation(Record):
     """What a slot was running, as the supervisor reads it."""
 
     request_id: str
@@ -40,7 +41,7 @@ class SlotInvocation(NamedTuple):
     deadline_ms: int
 
 
-class WorkerStatus(NamedTuple):
+class WorkerStatus(Record):
     """One worker's record as the supervisor reads it."""
 
     pid: int
