@@ -98,6 +98,7 @@ def fork_workers(config: Config, count: int) -> FirstGeneration | WorkerAssignme
             # Some workers run: start the others fresh (the supervisor replaces them).
             break
         if pid == 0:
+            scoreboard.memory.close()  # the supervisor's view (and its descriptor); not ours
             _become_worker(keep)
             adopt(assignment)
             return assignment
