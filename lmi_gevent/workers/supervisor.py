@@ -39,17 +39,13 @@ import logging
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 from typing import Any
 
 from ..config import Config
 from ..invocation import logs
-from ..runtime_api import errors
 from ..runtime_api.backoff import Backoff
-from ..runtime_api.client import Invocation, PlatformFailure, RuntimeApiClient
-from ..runtime_api.delivery import deliver
 from .assignment import (
     ASSIGNMENT_ENV,
     INIT_ERROR_EXIT,
@@ -60,6 +56,16 @@ from .assignment import (
 )
 from .forking import FirstGeneration, ForkedProcess
 from .scoreboard import Scoreboard, SlotInvocation
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    import subprocess
+
+    from ..runtime_api.client import RuntimeApiClient
+
+# Imported where they are used, not here: this module is imported while the forked workers
+# start, and every millisecond of CPU it takes then is one they wait for on a small machine.
+# subprocess (replacements), runtime_api.client, delivery and errors (answers for a lost worker).
 
 log = logging.getLogger("lmi_gevent")
 
@@ -245,6 +251,8 @@ class Supervisor:
         inherited = [self.scoreboard.fd]
         if self.config.telemetry_fd is not None:
             inherited.append(self.config.telemetry_fd)
+        import subprocess
+
         process = subprocess.Popen([sys.executable, "-m", "lmi_gevent", self.handler], env=env,
                                    pass_fds=inherited, start_new_session=True)
         self.workers[process.pid] = Worker(index, self.shares[index], process, replacement)
@@ -334,6 +342,10 @@ class Supervisor:
         return self.initialised
 
     def _report_init_death(self, worker: Worker, code: int) -> None:
+        from ..runtime_api import errors
+        from ..runtime_api.client import PlatformFailure, RuntimeApiClient
+        from ..runtime_api.delivery import deliver
+
         message = (f"Runtime exited with error: {_describe(code)} while loading the handler "
                    f"{self.handler} (worker {worker.index}, pid {worker.pid})")
         log.error("Worker %d (pid %d) ended with %s before any worker served: an init failure; "
@@ -396,6 +408,8 @@ class Supervisor:
         lost = self.scoreboard.running(worker.index)
         if not lost:
             return
+        from ..runtime_api.client import RuntimeApiClient
+
         client = RuntimeApiClient(self.config.runtime_api)
         try:
             for running in lost:
@@ -405,6 +419,10 @@ class Supervisor:
 
     def _answer_one(self, client: RuntimeApiClient, worker: Worker, running: SlotInvocation,
                     why: str) -> None:
+        from ..runtime_api import errors
+        from ..runtime_api.client import Invocation, PlatformFailure
+        from ..runtime_api.delivery import deliver
+
         message = (f"RequestId: {running.request_id} Error: Runtime exited with error: {why} "
                    f"(worker {worker.index}, pid {worker.pid}; lmi-gevent replaces the worker)")
         invocation = Invocation({"lambda-runtime-aws-request-id": running.request_id,
