@@ -14,7 +14,8 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 # Modules that hold blocking primitives when imported before patching (checked, not imported).
 EARLY_IMPORT_RISKS = (
