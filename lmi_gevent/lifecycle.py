@@ -1,9 +1,9 @@
 """The runtime's life, top to bottom: the steps every process of ``lmi-gevent HANDLER`` takes.
 
 1. read the settings from the environment (nothing heavy imported yet);
-2. concurrent mode: on several CPUs, hand over to the supervisor of K worker processes
-   (:mod:`lmi_gevent.workers.supervisor`, each worker runs these steps for its share of the
-   slots); otherwise ``gevent.monkey.patch_all()`` before anything could import ssl,
+2. concurrent mode: on several CPUs, fork K worker processes (:mod:`lmi_gevent.workers.forking`,
+   each goes on with these steps for its share of the slots) and hand over to their
+   supervisor (:mod:`lmi_gevent.workers.supervisor`); otherwise ``gevent.monkey.patch_all()`` before anything could import ssl,
    threading, urllib3 or the handler;
 3. set up the function's log (text or JSON; stdout, the telemetry fd or the LMI log socket);
 4. load the handler and run its lifespan startup (an ASGI app's); on failure post
@@ -67,13 +67,27 @@ def bootstrap(handler_arg: str | None) -> int:
     if config.concurrent and not problems and assignment is None:
         workers = config.worker_count()
         if workers > 1:  # step 5 on several cores: K workers, each doing steps 1-6
+            first = None
+            from .workers import forking
+            if config.worker_fork and forking.can_fork():  # no second interpreter start
+                started = forking.fork_workers(config, workers)
+                if isinstance(started, WorkerAssignment):  # in a worker: never returns
+                    forking.serve_and_exit(lambda: _serve_as_worker(handler, config, started))
+                first = started
             from .workers.supervisor import supervise
             _collect_again()
-            return supervise(handler, config, workers)
+            return supervise(handler, config, workers, first)
     if config.concurrent and not problems:
         from .integrations.monkey import patch_all
         early_imports = patch_all()
     return run(handler, config, problems, early_imports, assignment)
+
+
+def _serve_as_worker(handler: str, config: Config, worker: WorkerAssignment) -> int:
+    """Steps 2-6 in a worker forked at step 2: what a fresh one does after its step 1."""
+    assignments.die_with_supervisor(worker.supervisor_pid)
+    from .integrations.monkey import patch_all
+    return run(handler, config, [], patch_all(), worker)
 
 
 def run(handler_name: str, config: Config, problems: list[ConfigError],

@@ -104,20 +104,27 @@ def test_the_checked_list_catches_a_module_that_is_loaded() -> None:
 
 GC_APP = """
 import gc
+import weakref
 
 AT_IMPORT = gc.isenabled()
-GARBAGE = []
+
+
+class Node:
+    pass
+
+
+CYCLES = []
 for _ in range(50):
-    cycle = []
-    cycle.append(cycle)  # unreachable once the loop moves on: only a collection frees it
-    GARBAGE.append(id(cycle))
-del cycle
+    node = Node()
+    node.me = node  # unreachable once the loop moves on: only a collection frees it
+    CYCLES.append(weakref.ref(node))
+del node
 
 
 def handler(event, context):
-    found = gc.collect()
-    return {"at_import": AT_IMPORT, "in_handler": gc.isenabled(), "collected": found,
-            "frozen": gc.get_freeze_count()}
+    gc.collect()
+    return {"at_import": AT_IMPORT, "in_handler": gc.isenabled(),
+            "left": sum(ref() is not None for ref in CYCLES), "frozen": gc.get_freeze_count()}
 """
 
 
@@ -135,5 +142,58 @@ def test_the_function_runs_with_the_garbage_collector_on(emulator_factory, task_
     assert answer.status == 200, runtime.output()
     found = answer.json()
     assert found["at_import"] is True and found["in_handler"] is True, found
-    assert found["collected"] >= 50, found  # the import's cycles were not frozen
+    assert found["left"] == 0, found  # the import's cycles were collected, not frozen
     assert found["frozen"] > 0, found  # the runtime's own objects were
+
+
+# What a concurrent start (a worker of K, or one process) must not pay for before its polls:
+# the metadata readers gevent reaches for (its plugin lookups; the monitor thread's psutil,
+# which reads /proc/self/smaps) and the supervisor's own needs.
+NOT_BEFORE_THE_FIRST_POLL = ["importlib.metadata", "email", "zipfile", "csv", "psutil",
+                             "tempfile", "lmi_gevent.workers.supervisor"]
+
+CONCURRENT_MODULES_APP = f"""
+import sys
+
+import gevent
+
+
+def handler(event, context):
+    monitor = gevent.get_hub().periodic_monitoring_thread
+    functions = [f.function.__name__ for f in monitor.monitoring_functions()] if monitor else None
+    return {{"loaded": [name for name in {NOT_BEFORE_THE_FIRST_POLL!r} if name in sys.modules],
+             "monitoring": functions}}
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_concurrent_start_imports_no_metadata_readers(emulator_factory, task_root,  # type: ignore[no-untyped-def]
+                                                        workers: str) -> None:
+    # The handler module imports only sys and gevent: whatever else is loaded by its first
+    # invocation, the runtime (and gevent, as the runtime starts it) imported.
+    from tests.support import start_runtime
+
+    emulator = emulator_factory(concurrency=4, timeout=30)
+    runtime = start_runtime(emulator, task_root(app=CONCURRENT_MODULES_APP), concurrency=4,
+                            env={"LMI_GEVENT_WORKERS": workers})
+    answer = emulator.invoke({})
+    assert answer.status == 200, runtime.output()
+    assert answer.json()["loaded"] == [], runtime.output()
+    # The stall detector's monitor thread runs (what psutil is skipped for), minus the memory
+    # watch that does nothing without GEVENT_MONITOR_MEMORY_MAX.
+    functions = answer.json()["monitoring"]
+    assert functions and "monitor_memory_usage" not in functions, functions
+
+
+@pytest.mark.timeout(60)
+def test_a_memory_limit_still_gets_gevent_memory_watch(emulator_factory, task_root) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("psutil")
+    from tests.support import start_runtime
+
+    emulator = emulator_factory(concurrency=2, timeout=30)
+    runtime = start_runtime(emulator, task_root(app=CONCURRENT_MODULES_APP), concurrency=2,
+                            env={"GEVENT_MONITOR_MEMORY_MAX": str(8 << 30)})
+    answer = emulator.invoke({})
+    assert answer.status == 200, runtime.output()
+    assert "monitor_memory_usage" in answer.json()["monitoring"], answer.json()

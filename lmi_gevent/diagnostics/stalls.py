@@ -40,12 +40,13 @@ Imported only in concurrent mode, after ``gevent.monkey.patch_all()``.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, NamedTuple
@@ -54,6 +55,7 @@ import gevent
 import gevent.events
 import greenlet
 
+from ..integrations.monkey import plugins_scanned_once
 from ..invocation.context import REQUEST_ID, TENANT_ID
 from ..workers import scoreboard
 from .shared_state import GLOBALS_ENV
@@ -456,7 +458,7 @@ def _start_monitor_thread(hub: Any, sample_period: float) -> Any:
             and "print_blocking_reports" in gevent.config.settings):
         gevent.config.print_blocking_reports = False
     gevent.config.monitor_thread = True
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), plugins_scanned_once(), _memory_watched_only_if_asked():
         # Without psutil gevent warns that it cannot watch memory, on stderr of every
         # function; the detector does not use memory monitoring.
         warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
@@ -465,6 +467,25 @@ def _start_monitor_thread(hub: Any, sample_period: float) -> Any:
         # gevent < 25.4.1: this method is the documented place to redirect its report.
         monitor._show_blocking_report = lambda hub, report, greenlet: (greenlet, report)
     return monitor
+
+
+@contextlib.contextmanager
+def _memory_watched_only_if_asked() -> Iterator[None]:
+    """gevent's monitor thread watches memory only with ``GEVENT_MONITOR_MEMORY_MAX`` set
+    (``gevent.config.max_memory_usage``); without it that check does nothing, every period.
+    Yet starting the thread imports psutil and reads ``/proc/self/smaps`` for it (~10 ms of
+    a worker's start): unless a limit is set, the thread is told there is no psutil."""
+    from gevent import _monitor
+
+    if gevent.config.max_memory_usage:
+        yield
+        return
+    find_psutil = _monitor.get_this_psutil_process
+    _monitor.get_this_psutil_process = lambda: None
+    try:
+        yield
+    finally:
+        _monitor.get_this_psutil_process = find_psutil
 
 
 def _line_break() -> str:

@@ -1,9 +1,10 @@
 """What a worker process is told by its supervisor, and how it says why it ended.
 
-The supervisor (:mod:`lmi_gevent.workers.supervisor`) starts each worker as a fresh
-``python -m lmi_gevent HANDLER`` with :data:`ASSIGNMENT_ENV` set. Read in step 1 of the
-worker's lifecycle, before gevent patches anything: stdlib only, and nothing that imports
-threading.
+The supervisor (:mod:`lmi_gevent.workers.supervisor`) starts a replacement worker as a fresh
+``python -m lmi_gevent HANDLER`` with :data:`ASSIGNMENT_ENV` set, read in step 1 of the
+worker's lifecycle; the first generation is forked at step 2 and handed its assignment
+directly (:mod:`lmi_gevent.workers.forking`). Both before gevent patches anything: stdlib
+only, and nothing that imports threading.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ class WorkerAssignment:
         return cls(index, slots, fd, table, bool(replacement), supervisor)
 
 
+def slot_shares(slots: int, workers: int) -> list[int]:
+    """N slots over K workers: sizes differ by at most one and sum to exactly N."""
+    base, extra = divmod(slots, workers)
+    return [base + (1 if index < extra else 0) for index in range(workers)]
+
+
 _current: WorkerAssignment | None = None
 
 
@@ -67,6 +74,12 @@ def assignment() -> WorkerAssignment | None:
     if text:
         _current = WorkerAssignment.decode(text)
     return _current
+
+
+def adopt(forked: WorkerAssignment) -> None:
+    """This process is a worker its supervisor forked with ``forked`` as its assignment."""
+    global _current
+    _current = forked
 
 
 def supervised() -> bool:

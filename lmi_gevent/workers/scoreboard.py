@@ -16,9 +16,9 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import tempfile
 import time
-from typing import NamedTuple
+
+from ..records import Record
 
 RECORD_SIZE = 1024
 # pid, open polls, in flight, report length, heartbeat (monotonic), answered, report time (epoch)
@@ -33,7 +33,7 @@ _SLOT = struct.Struct("<QHH")
 _ID_LIMIT = (SLOT_SIZE - _SLOT.size) // 2
 
 
-class SlotInvocation(NamedTuple):
+class SlotInvocation(Record):
     """What a slot was running, as the supervisor reads it."""
 
     request_id: str
@@ -41,7 +41,7 @@ class SlotInvocation(NamedTuple):
     deadline_ms: int
 
 
-class WorkerStatus(NamedTuple):
+class WorkerStatus(Record):
     """One worker's record as the supervisor reads it."""
 
     pid: int
@@ -217,6 +217,8 @@ def _shared_file(size: int) -> int:
     try:
         fd = os.memfd_create("lmi-gevent-scoreboard")  # close-on-exec; passed on explicitly
     except (AttributeError, OSError):  # not Linux
+        import tempfile  # not at import: a worker (and one process's slots) never needs it
+
         handle = tempfile.TemporaryFile()
         fd = os.dup(handle.fileno())
         handle.close()

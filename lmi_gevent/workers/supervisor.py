@@ -3,8 +3,10 @@
 Read top to bottom, the supervisor's life:
 
 1. split the N slots into K shares, as even as possible, summing to exactly N;
-2. log ``runtime_worker_pool_initializing`` once and start K workers, each a fresh
-   ``python -m lmi_gevent HANDLER`` serving its share with the one-process concurrent mode;
+2. log ``runtime_worker_pool_initializing`` once and take over the K workers forked at
+   step 2 (:mod:`lmi_gevent.workers.forking`), each serving its share with the one-process
+   concurrent mode; a worker that could not be forked, and every replacement, is a fresh
+   ``python -m lmi_gevent HANDLER``;
 3. loop: signal handlers only enqueue the signal and wake the loop (``signal.set_wakeup_fd``);
    the loop reaps children (SIGCHLD, ``waitpid(-1, WNOHANG)`` until none) and
    - replaces a worker that died, after a crash-loop back-off, logging why and what it held,
@@ -37,25 +39,33 @@ import logging
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 from typing import Any
 
 from ..config import Config
 from ..invocation import logs
-from ..runtime_api import errors
 from ..runtime_api.backoff import Backoff
-from ..runtime_api.client import Invocation, PlatformFailure, RuntimeApiClient
-from ..runtime_api.delivery import deliver
 from .assignment import (
     ASSIGNMENT_ENV,
     INIT_ERROR_EXIT,
     PLATFORM_FAILURE_EXIT,
     WEDGED_EXIT,
     WorkerAssignment,
+    slot_shares,
 )
+from .forking import FirstGeneration, ForkedProcess
 from .scoreboard import Scoreboard, SlotInvocation
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    import subprocess
+
+    from ..runtime_api.client import RuntimeApiClient
+
+# Imported where they are used, not here: this module is imported while the forked workers
+# start, and every millisecond of CPU it takes then is one they wait for on a small machine.
+# subprocess (replacements), runtime_api.client, delivery and errors (answers for a lost worker).
 
 log = logging.getLogger("lmi_gevent")
 
@@ -69,16 +79,10 @@ IDLE_WAKE = 1.0
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def slot_shares(slots: int, workers: int) -> list[int]:
-    """N slots over K workers: sizes differ by at most one and sum to exactly N."""
-    base, extra = divmod(slots, workers)
-    return [base + (1 if index < extra else 0) for index in range(workers)]
-
-
 class Worker:
     """One worker process as the supervisor tracks it."""
 
-    def __init__(self, index: int, slots: int, process: subprocess.Popen[bytes],
+    def __init__(self, index: int, slots: int, process: subprocess.Popen[bytes] | ForkedProcess,
                  replacement: bool) -> None:
         self.index = index
         self.slots = slots
@@ -95,12 +99,17 @@ class Worker:
 
 class Supervisor:
     def __init__(self, handler: str, config: Config, workers: int,
-                 function_log: logs.FunctionLog | None = None) -> None:
+                 function_log: logs.FunctionLog | None = None,
+                 first: FirstGeneration | None = None) -> None:
         self.handler = handler
         self.config = config
         self.function_log = function_log
-        self.shares = slot_shares(config.max_concurrency, workers)
-        self.scoreboard = Scoreboard(self.shares)
+        self.first = first  # the first generation, forked before this process's imports
+        if first is not None:
+            self.shares, self.scoreboard = first.shares, first.scoreboard
+        else:
+            self.shares = slot_shares(config.max_concurrency, workers)
+            self.scoreboard = Scoreboard(self.shares)
         self.workers: dict[int, Worker] = {}  # by pid
         self.due: dict[int, float] = {}  # index -> monotonic time its replacement starts
         self.backoffs = [Backoff(config.worker_restart_initial, config.worker_restart_max)
@@ -123,8 +132,13 @@ class Supervisor:
                        "processCount": len(self.shares), "slotsPerProcess": self.shares})
             log.info("Starting %d worker processes for %d slots: %s.", len(self.shares),
                      self.config.max_concurrency, "+".join(map(str, self.shares)))
+            forked = self.first.processes if self.first is not None else []
             for index in range(len(self.shares)):
-                self._spawn(index, replacement=False)
+                if index < len(forked):
+                    self._adopt(index, forked[index])
+                else:
+                    self._spawn(index, replacement=False)
+            self._reap()  # one may have died before the SIGCHLD handler was set
             while self.exit_code is None:
                 self._wait(wake)
                 self._handle_signals()
@@ -237,11 +251,18 @@ class Supervisor:
         inherited = [self.scoreboard.fd]
         if self.config.telemetry_fd is not None:
             inherited.append(self.config.telemetry_fd)
+        import subprocess
+
         process = subprocess.Popen([sys.executable, "-m", "lmi_gevent", self.handler], env=env,
                                    pass_fds=inherited, start_new_session=True)
         self.workers[process.pid] = Worker(index, self.shares[index], process, replacement)
         log.debug("Worker %d (pid %d) started for %d slot(s)%s.", index, process.pid,
                   self.shares[index], " as a replacement" if replacement else "")
+
+    def _adopt(self, index: int, process: ForkedProcess) -> None:
+        self.workers[process.pid] = Worker(index, self.shares[index], process, False)
+        log.debug("Worker %d (pid %d) forked for %d slot(s).", index, process.pid,
+                  self.shares[index])
 
     def _reap(self) -> None:
         while True:
@@ -321,6 +342,10 @@ class Supervisor:
         return self.initialised
 
     def _report_init_death(self, worker: Worker, code: int) -> None:
+        from ..runtime_api import errors
+        from ..runtime_api.client import PlatformFailure, RuntimeApiClient
+        from ..runtime_api.delivery import deliver
+
         message = (f"Runtime exited with error: {_describe(code)} while loading the handler "
                    f"{self.handler} (worker {worker.index}, pid {worker.pid})")
         log.error("Worker %d (pid %d) ended with %s before any worker served: an init failure; "
@@ -383,6 +408,8 @@ class Supervisor:
         lost = self.scoreboard.running(worker.index)
         if not lost:
             return
+        from ..runtime_api.client import RuntimeApiClient
+
         client = RuntimeApiClient(self.config.runtime_api)
         try:
             for running in lost:
@@ -392,6 +419,10 @@ class Supervisor:
 
     def _answer_one(self, client: RuntimeApiClient, worker: Worker, running: SlotInvocation,
                     why: str) -> None:
+        from ..runtime_api import errors
+        from ..runtime_api.client import Invocation, PlatformFailure
+        from ..runtime_api.delivery import deliver
+
         message = (f"RequestId: {running.request_id} Error: Runtime exited with error: {why} "
                    f"(worker {worker.index}, pid {worker.pid}; lmi-gevent replaces the worker)")
         invocation = Invocation({"lambda-runtime-aws-request-id": running.request_id,
@@ -446,8 +477,10 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
-def supervise(handler: str, config: Config, workers: int) -> int:
-    """Run K workers for ``handler`` until stopped; the runtime's exit code."""
+def supervise(handler: str, config: Config, workers: int,
+              first: FirstGeneration | None = None) -> int:
+    """Run K workers for ``handler`` until stopped; the runtime's exit code. ``first``: the
+    first generation, already forked (:mod:`lmi_gevent.workers.forking`)."""
     function_log = logs.setup(log_format=config.log_format, log_level=config.log_level,
                               telemetry_fd=None, log_socket=None)
-    return Supervisor(handler, config, workers, function_log).run()
+    return Supervisor(handler, config, workers, function_log, first).run()
