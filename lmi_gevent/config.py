@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from .runtime_api.delivery import RetryPolicy
 
 MAX_CONCURRENCY_LIMIT = 1600  # the platform's upper bound for AWS_LAMBDA_MAX_CONCURRENCY
+# Internal, never set by users: a supervisor's assignment to the worker it starts fresh
+# (lmi_gevent/workers/assignment.py); here so that a classic start checks it without
+# importing the workers package.
+ASSIGNMENT_ENV = "_LMI_GEVENT_WORKER"
 
 
 class ConfigError(ValueError):

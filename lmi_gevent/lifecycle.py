@@ -12,8 +12,8 @@
 6. on SIGTERM/SIGINT stop polling, drain the invocations in flight, run the lifespan
    shutdown, exit 0.
 
-Steps 1-2 import only this module, :mod:`lmi_gevent.config` and
-:mod:`lmi_gevent.workers.assignment`; every later step imports what it uses inside the
+Steps 1-2 import only this module and :mod:`lmi_gevent.config` (a worker also
+:mod:`lmi_gevent.workers.assignment`); every later step imports what it uses inside the
 function, after step 2 has decided whether to patch (docs/design.md, invariants 1 and 2).
 """
 
@@ -26,8 +26,6 @@ import os
 import sys
 
 from . import config as settings
-from .workers import assignment as assignments
-from .workers.assignment import INIT_ERROR_EXIT, PLATFORM_FAILURE_EXIT, WorkerAssignment
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING; typing itself is not imported at run time
 if TYPE_CHECKING:
@@ -37,6 +35,7 @@ if TYPE_CHECKING:
     from .invocation.logs import FunctionLog
     from .runtime_api.client import RuntimeApiClient
     from .runtime_api.delivery import RetryPolicy
+    from .workers.assignment import WorkerAssignment
 
 log = logging.getLogger("lmi_gevent")
 
@@ -47,9 +46,13 @@ INIT_ERROR_WARNING = ("LAMBDA_WARNING: the function failed to initialise, so no 
 def bootstrap(handler_arg: str | None) -> int:
     """``lmi-gevent HANDLER``: steps 1-6; the process's exit code."""
     # Step 1: configuration, with nothing but the stdlib's lightest modules imported.
-    assignment = assignments.assignment()  # set when a supervisor started this process
-    if assignment is not None:
-        assignments.die_with_supervisor(assignment.supervisor_pid)
+    assignment = None
+    if settings.ASSIGNMENT_ENV in os.environ:  # a supervisor started this process
+        from .workers import assignment as assignments
+
+        assignment = assignments.assignment()
+        if assignment is not None:
+            assignments.die_with_supervisor(assignment.supervisor_pid)
     config, problems = settings.load()
     fatal = [p for p in problems if p.env == "AWS_LAMBDA_RUNTIME_API"]
     if fatal:
@@ -69,6 +72,7 @@ def bootstrap(handler_arg: str | None) -> int:
         if workers > 1:  # step 5 on several cores: K workers, each doing steps 1-6
             first = None
             from .workers import forking
+            from .workers.assignment import WorkerAssignment
             if config.worker_fork and forking.can_fork():  # no second interpreter start
                 started = forking.fork_workers(config, workers)
                 if isinstance(started, WorkerAssignment):  # in a worker: never returns
@@ -85,6 +89,8 @@ def bootstrap(handler_arg: str | None) -> int:
 
 def _serve_as_worker(handler: str, config: Config, worker: WorkerAssignment) -> int:
     """Steps 2-6 in a worker forked at step 2: what a fresh one does after its step 1."""
+    from .workers import assignment as assignments
+
     assignments.die_with_supervisor(worker.supervisor_pid)
     from .integrations.monkey import patch_all
     return run(handler, config, [], patch_all(), worker)
@@ -122,13 +128,20 @@ def run(handler_name: str, config: Config, problems: list[ConfigError],
             code = _serve_concurrently(config, handler, function_log, init.client, slots,
                                        pool_record=worker is None)
             # The slots end with 1 only for a platform failure; a supervisor must hear of it.
-            return PLATFORM_FAILURE_EXIT if worker is not None and code == 1 else code
+            return _platform_failure_exit() if worker is not None and code == 1 else code
         return _serve_sequentially(config, handler, function_log, init.client)
     except PlatformFailure as failure:
         log.error("Exiting: the platform is in a non-recoverable state (%s).", failure)
-        return 1 if worker is None else PLATFORM_FAILURE_EXIT
+        return 1 if worker is None else _platform_failure_exit()
     finally:
         coroutines.stop_lifespan(lifespan)  # after the drain: every answer is out
+
+
+def _platform_failure_exit() -> int:
+    """A worker's exit code for a platform failure (its supervisor then stops them all)."""
+    from .workers.assignment import PLATFORM_FAILURE_EXIT  # not imported by a classic start
+
+    return PLATFORM_FAILURE_EXIT
 
 
 def _set_up_log(config: Config, problems: list[ConfigError],
@@ -225,7 +238,11 @@ class _Init:
             self.function_log.unhandled_error(body)
         else:
             report_init_error(self.client, self.function_log, body, self.config.answer_retry)
-        return 1 if worker is None else INIT_ERROR_EXIT
+        if worker is None:
+            return 1
+        from .workers.assignment import INIT_ERROR_EXIT  # not imported by a classic start
+
+        return INIT_ERROR_EXIT
 
 
 @contextlib.contextmanager

@@ -10,10 +10,10 @@ only, and nothing that imports threading.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
-ASSIGNMENT_ENV = "_LMI_GEVENT_WORKER"  # internal: set by the supervisor, never by users
+from ..config import ASSIGNMENT_ENV
+
 
 # Named exit codes (gunicorn's WORKER_BOOT_ERROR / APP_LOAD_ERROR idea): why a worker ended.
 INIT_ERROR_EXIT = 3  # the handler (or a setting) could not be loaded
@@ -95,6 +95,7 @@ def die_with_supervisor(supervisor_pid: int) -> None:
     """
     if sys.platform.startswith("linux"):
         import ctypes
+        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
