@@ -47,19 +47,22 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, NamedTuple
 
 import gevent
 import gevent.events
 import greenlet
 
 from ..integrations.monkey import plugins_scanned_once
+from ..records import Record
 from ..invocation.context import REQUEST_ID, TENANT_ID
 from ..workers import scoreboard
 from .shared_state import GLOBALS_ENV
 from .stacks import Frame, call_site, format_stack, frames_from, user_stack
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING; records, not dataclasses: see Stall
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("lmi_gevent")
 
@@ -70,9 +73,11 @@ MAX_CALL_SITES = 100
 FIRST_REPEAT_SUMMARY = 10
 
 
-@dataclass
-class Stall:
-    """One run of a greenlet that held the hub for at least the threshold."""
+class Stall(Record):
+    """One run of a greenlet that held the hub for at least the threshold.
+
+    (The records here are typed tuples and small classes, not dataclasses: this module is
+    imported before a worker's first poll, where five ``@dataclass`` decorators cost ~3 ms.)"""
 
     seconds: float
     request_id: str | None
@@ -81,27 +86,35 @@ class Stall:
     sampled: bool  # False: the stack is where the greenlet yielded, not where it blocked
 
 
-@dataclass
 class CallSite:
     """Stalls seen at one place in the code (the innermost frame of user code)."""
 
-    where: str
-    count: int = 0
-    total: float = 0.0
-    longest: float = 0.0
-    next_summary: int = FIRST_REPEAT_SUMMARY
+    __slots__ = ("where", "count", "total", "longest", "next_summary")
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.count = 0
+        self.total = 0.0
+        self.longest = 0.0
+        self.next_summary = FIRST_REPEAT_SUMMARY
+
+    def __repr__(self) -> str:
+        return (f"CallSite({self.where!r}, count={self.count}, total={self.total:.3f}, "
+                f"longest={self.longest:.3f})")
 
 
-@dataclass
 class _Sample:
-    run: int
-    stack: list[Frame] = field(default_factory=list)
-    request_id: str | None = None
-    tenant_id: str | None = None
+    __slots__ = ("run", "stack", "request_id", "tenant_id")
+
+    def __init__(self, run: int, stack: list[Frame], request_id: str | None = None,
+                 tenant_id: str | None = None) -> None:
+        self.run = run
+        self.stack = stack
+        self.request_id = request_id
+        self.tenant_id = tenant_id
 
 
-@dataclass
-class Holder:
+class Holder(Record):
     """The greenlet holding the event loop right now, as seen from another thread."""
 
     request_id: str | None
@@ -110,13 +123,15 @@ class Holder:
     stack: list[Frame]  # where the hub's thread is now, outermost first
 
 
-@dataclass
 class _Wedge:
-    run: int
-    next_report: float  # seconds held at which the next record is written
+    __slots__ = ("run", "next_report")
+
+    def __init__(self, run: int, next_report: float) -> None:
+        self.run = run
+        self.next_report = next_report  # seconds held at which the next record is written
 
 
-class _Run(NamedTuple):
+class _Run(Record):
     """The greenlet now running in the hub thread (one tuple, so that the monitor thread
     never sees the fields of two different runs)."""
 
