@@ -346,7 +346,7 @@ class Supervisor:
         from ..runtime_api.client import PlatformFailure, RuntimeApiClient
         from ..runtime_api.delivery import deliver
 
-        message = (f"Runtime exited with error: {_describe(code)} while loading the handler "
+        message = (f"Runtime exited with error: {exit_error(code)} while loading the handler "
                    f"{self.handler} (worker {worker.index}, pid {worker.pid})")
         log.error("Worker %d (pid %d) ended with %s before any worker served: an init failure; "
                   "reporting it and stopping all %d worker process(es).", worker.index,
@@ -376,7 +376,7 @@ class Supervisor:
         elif code != WEDGED_EXIT:  # a wedge needs an invocation: no loop of its own
             self.young_deaths[worker.index] += 1
         if self.young_deaths[worker.index] > self.config.worker_restart_limit:
-            self._answer_lost(worker, _describe(code))
+            self._answer_lost(worker, exit_error(code))
             log.error("Giving up: worker %d died young %d times in a row (last: %s); exiting "
                       "1 so the platform replaces the execution environment "
                       "(LMI_GEVENT_WORKER_RESTART_LIMIT=%d).", worker.index,
@@ -399,7 +399,7 @@ class Supervisor:
                       worker.pid, _describe(code), status.in_flight, status.open_polls,
                       status.answered, delay)
             self._answer_lost(worker, "its event loop was wedged, so it was killed"
-                              if worker.wedged else _describe(code))
+                              if worker.wedged else exit_error(code))
         self.due[worker.index] = time.monotonic() + delay
 
     def _answer_lost(self, worker: Worker, why: str) -> None:
@@ -466,6 +466,19 @@ def _kill_leftovers(worker: Worker) -> None:
         os.killpg(worker.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def exit_error(code: int) -> str:
+    """A worker's end in the platform's words for a runtime's, as its ``Runtime.ExitError``
+    messages print them (a Go process state): ``signal: segmentation fault``,
+    ``signal: killed``, ``exit status 3``."""
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        description = signal.strsignal(-code)
+    except ValueError:
+        description = None
+    return f"signal: {description.lower() if description else -code}"
 
 
 def _describe(code: int) -> str:

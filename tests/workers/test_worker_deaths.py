@@ -58,7 +58,8 @@ def test_a_death_before_any_worker_served_is_one_init_error(emulator: Emulator) 
         recorded = emulator.stats()["init_error"]
         assert recorded["type"] == "Runtime.ExitError"
         message = json.loads(recorded["body"])["errorMessage"]
-        assert "killed by SIGSEGV while loading the handler app.handler (worker 0" in message
+        assert ("Runtime exited with error: signal: segmentation fault while loading the handler "
+                "app.handler (worker 0") in message
         assert emulator.stats()["status_codes"]["init_error"] == {"202": 1}
     finally:
         boss.scoreboard.close()
@@ -126,3 +127,16 @@ def test_a_worker_that_left_because_it_was_wedged_is_replaced_at_once(emulator: 
         assert boss.due[0] - time.monotonic() < 1.0
     finally:
         boss.scoreboard.close()
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    (-signal.SIGSEGV, "signal: segmentation fault"), (-signal.SIGKILL, "signal: killed"),
+    (-signal.SIGABRT, "signal: aborted"), (-signal.SIGBUS, "signal: bus error"),
+    (3, "exit status 3"), (0, "exit status 0"),
+])
+def test_a_workers_end_is_told_in_the_platforms_words(code: int, words: str) -> None:
+    # What Lambda's own ExitError messages print (a Go process state), so that a dead
+    # worker's answers read like the platform's for a dead runtime.
+    from lmi_gevent.workers.supervisor import exit_error
+
+    assert exit_error(code) == words
